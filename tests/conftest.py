@@ -1,0 +1,43 @@
+"""Shared fixtures: the database URL and connections to the real database.
+
+Database tests run against the embedded cluster (scripts/db.sh) or DATABASE_URL;
+they never mock the database. Each test gets its own clients (random ids), so
+tests do not see each other's data.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _embedded_url() -> str:
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "db.sh"), "url"], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def dsn() -> str:
+    """Connection URL of the database under test."""
+    url = os.environ.get("DATABASE_URL") or _embedded_url()
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except psycopg.OperationalError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"database not reachable at {url}: run scripts/db.sh start ({exc})")
+    return url
+
+
+@pytest.fixture()
+def conn(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection as the database owner."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        yield connection
