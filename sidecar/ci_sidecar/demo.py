@@ -1,0 +1,94 @@
+"""The main job on the embedded default: load the demo history and report what is there.
+
+Idempotent: the demo clients have ids fixed by the seed, so a second run finds them and
+loads nothing again. Settings come from supabase.toml's [demo] table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ci_sidecar.generator import Effects, GeneratorConfig, generate
+
+__all__ = ["main", "summary_rows"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SUMMARY_SQL = """
+select c.name,
+       count(l.id) as leads,
+       count(l.id) filter (where ci_private.lead_outcome(l.status::text) = 1) as converted,
+       count(l.id) filter (where ci_private.lead_outcome(l.status::text) = 0) as failed,
+       count(l.id) filter (where ci_private.lead_outcome(l.status::text) is null) as open,
+       (select count(*) from public.activities as a
+         where a.client_id = c.id and ci_private.is_outbound_action(a.action)) as touches,
+       count(l.id) filter (where exists (
+         select 1 from public.activities as a where a.lead_id = l.id and a.led_to_booking)) as marks
+from public.clients as c
+left join public.leads as l on l.client_id = c.id and l.deleted_at is null
+where c.name like %s
+group by c.id, c.name
+order by c.name
+"""
+
+
+def summary_rows(conn: psycopg.Connection[Any], prefix: str) -> list[tuple[Any, ...]]:
+    """Per demo client: name, leads, converted, failed, open, outbound touches, marks."""
+    return conn.execute(SUMMARY_SQL, (prefix + "%",)).fetchall()
+
+
+def _print_summary(rows: Sequence[tuple[Any, ...]]) -> None:
+    print()
+    print(f"{'client':<16}{'leads':>8}{'booked':>8}{'failed':>8}{'open':>7}{'book rate':>11}"
+          f"{'touches':>9}{'marked':>8}")
+    for name, leads, conv, failed, open_, touches, marks in rows:
+        outcomes = conv + failed
+        rate = f"{conv / outcomes:.1%}" if outcomes else "n/a"
+        print(f"{name:<16}{leads:>8,}{conv:>8,}{failed:>8,}{open_:>7,}{rate:>11}{touches:>9,}{marks:>8,}")
+    print()
+    print("book rate = booked / (booked + failed); open leads are still in sequence and not counted as failures.")
+    print("marked = outbound touches flagged led_to_booking (one per booked lead that had a touch before booking).")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Load the demo history into the database and summarise it.")
+    parser.add_argument("--dsn", help="database URL (default: $DATABASE_URL)")
+    args = parser.parse_args(argv)
+    dsn = args.dsn or os.environ.get("DATABASE_URL")
+    if not dsn:
+        parser.error("--dsn or DATABASE_URL is required")
+    with open(ROOT / "supabase.toml", "rb") as fh:
+        demo = tomllib.load(fh).get("demo", {})
+    prefix = "Demo client"
+    cfg = GeneratorConfig(
+        seed=int(demo.get("seed", 42)),
+        clients=int(demo.get("clients", 4)),
+        leads_per_client=int(demo.get("leads_per_client", 2500)),
+        effects=Effects.planted(),
+        client_name_prefix=prefix,
+        id_salt=0,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        existing = conn.execute("select count(*) from public.clients where name like %s", (prefix + "%",)).fetchone()
+        if existing and existing[0] > 0:
+            print(f"demo history already loaded ({existing[0]} clients): nothing loaded again", file=sys.stderr)
+        else:
+            print(f"loading demo history: {cfg.clients} clients x {cfg.leads_per_client:,} leads "
+                  f"(seed {cfg.seed}, planted effects on)", file=sys.stderr)
+            result = generate(conn, cfg)
+            print(f"loaded {result.leads:,} leads and {result.activities:,} activities in {result.seconds:.1f} s",
+                  file=sys.stderr)
+        _print_summary(summary_rows(conn, prefix))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
