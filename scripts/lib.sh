@@ -82,3 +82,26 @@ activate_venv() {
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
 }
+
+# pg_env URL: export libpq's PG* variables for a connection URL (pg_prove
+# does not take URLs).
+pg_env() {
+  eval "$(/usr/bin/python3 - "$1" <<'PY'
+import shlex, sys
+from urllib.parse import urlsplit, unquote, parse_qs
+u = urlsplit(sys.argv[1])
+env = {
+    "PGHOST": u.hostname or "127.0.0.1",
+    "PGPORT": str(u.port or 5432),
+    "PGUSER": unquote(u.username or "postgres"),
+    "PGPASSWORD": unquote(u.password or ""),
+    "PGDATABASE": unquote(u.path.lstrip("/") or "postgres"),
+}
+mode = parse_qs(u.query).get("sslmode")
+if mode:
+    env["PGSSLMODE"] = mode[0]
+for key, value in env.items():
+    print(f"export {key}={shlex.quote(value)}")
+PY
+)"
+}

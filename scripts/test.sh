@@ -30,8 +30,8 @@ ruff check --quiet "$ROOT/plpython" "$ROOT/sidecar" "$ROOT/tests" || failed+=("r
 
 log "pgTAP: supabase/tests"
 psql -X -q -v ON_ERROR_STOP=1 "$url" -c "create extension if not exists pgtap with schema extensions" >/dev/null
-PGOPTIONS="-c search_path=public,extensions" \
-  pg_prove --dbname "$url" --ext .sql -r "$ROOT/supabase/tests" || failed+=("pgTAP")
+(pg_env "$url" && PGOPTIONS="-c search_path=public,extensions" \
+  pg_prove --ext .sql -r "$ROOT/supabase/tests") || failed+=("pgTAP")
 
 log "pytest: tests/"
 (cd "$ROOT" && python -m pytest "$@") || failed+=("pytest")
