@@ -20,9 +20,11 @@
 -- update (an RPC user, the host's service) need not be allowed to write activities.
 create or replace function ci_private.mark_converting_touch(p_lead_id uuid)
 returns void
-language sql volatile security definer
+language plpgsql volatile security definer
 set search_path = ''
 as $$
+begin
+  -- PL/pgSQL rather than SQL: its plan is cached across the rows of a bulk update.
   with target as (
     select a.id
     from public.leads as l
@@ -40,7 +42,8 @@ as $$
   set led_to_booking = (a.id is not distinct from (select t.id from target as t))
   where a.lead_id = p_lead_id
     and (a.led_to_booking or a.id = (select t.id from target as t))
-    and a.led_to_booking is distinct from (a.id is not distinct from (select t.id from target as t))
+    and a.led_to_booking is distinct from (a.id is not distinct from (select t.id from target as t));
+end
 $$;
 
 -- Keep converted_at consistent with status before a lead row is written.
@@ -123,7 +126,7 @@ begin
     update public.leads
     set status = 'converted', converted_at = new.created_at
     where id = new.lead_id;
-  elsif new.created_at < v_lead.converted_at then
+  elsif v_lead.converted_at is null or new.created_at < v_lead.converted_at then
     -- An earlier booking than the one on record: the earliest one wins.
     update public.leads
     set converted_at = new.created_at
@@ -187,35 +190,45 @@ begin
     raise exception 'backfill_converting_touches: client id is null' using errcode = 'null_value_not_allowed';
   end if;
 
-  -- Converted leads without a conversion time (rows older than this layer).
-  update public.leads as l
-  set converted_at = coalesce(
-    (select min(b.created_at) from public.activities as b
-     where b.lead_id = l.id and ci_private.is_conversion_action(b.action)),
-    l.updated_at,
-    pg_catalog.now()
-  )
-  where l.client_id = p_client_id
-    and l.status = 'converted'
-    and l.converted_at is null;
-
-  with target as (
-    select distinct on (a.lead_id) a.id
+  with conv as (
+    -- Converted leads with their conversion time; legacy rows (converted_at
+    -- null) get their earliest booking activity's time, else their last update.
+    select
+      l.id,
+      coalesce(
+        l.converted_at,
+        (select min(b.created_at) from public.activities as b
+         where b.lead_id = l.id and ci_private.is_conversion_action(b.action)),
+        l.updated_at,
+        pg_catalog.now()
+      ) as converted_at,
+      l.converted_at is null as legacy
     from public.leads as l
-    join public.activities as a
-      on a.lead_id = l.id and a.client_id = l.client_id
     where l.client_id = p_client_id
       and l.status = 'converted'
-      and l.converted_at is not null
-      and ci_private.is_outbound_action(a.action)
-      and a.created_at <= l.converted_at
+  ),
+  fix_time as (
+    update public.leads as l
+    set converted_at = c.converted_at
+    from conv as c
+    where l.id = c.id and c.legacy
+  ),
+  target as (
+    select distinct on (a.lead_id) a.id
+    from conv as c
+    join public.activities as a
+      on a.lead_id = c.id and a.client_id = p_client_id
+    where ci_private.is_outbound_action(a.action)
+      and a.created_at <= c.converted_at
     order by a.lead_id, a.created_at desc, a.id desc
   ),
   wanted as (
     select a.id, (t.id is not null) as mark
     from public.activities as a
     left join target as t on t.id = a.id
-    where a.client_id = p_client_id and a.led_to_booking
+    where a.led_to_booking
+      and (a.client_id = p_client_id
+        or a.lead_id in (select l.id from public.leads as l where l.client_id = p_client_id))
     union
     select t.id, true from target as t
   ),
