@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from ci_sidecar.generator import Effects, GeneratorConfig, generate
+from ci_sidecar.generator import Effects, GeneratorConfig, generate, planned_client_ids
 
 __all__ = ["main", "summary_rows"]
 
@@ -33,15 +33,15 @@ select c.name,
          select 1 from public.activities as a where a.lead_id = l.id and a.led_to_booking)) as marks
 from public.clients as c
 left join public.leads as l on l.client_id = c.id and l.deleted_at is null
-where c.name like %s
+where c.id = any(%s)
 group by c.id, c.name
 order by c.name
 """
 
 
-def summary_rows(conn: psycopg.Connection[Any], prefix: str) -> list[tuple[Any, ...]]:
+def summary_rows(conn: psycopg.Connection[Any], client_ids: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Per demo client: name, leads, converted, failed, open, outbound touches, marks."""
-    return conn.execute(SUMMARY_SQL, (prefix + "%",)).fetchall()
+    return conn.execute(SUMMARY_SQL, (list(client_ids),)).fetchall()
 
 
 def _print_summary(rows: Sequence[tuple[Any, ...]]) -> None:
@@ -77,16 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     with psycopg.connect(dsn, autocommit=True) as conn:
-        existing = conn.execute("select count(*) from public.clients where name like %s", (prefix + "%",)).fetchone()
-        if existing and existing[0] > 0:
+        ids = planned_client_ids(cfg)
+        existing = conn.execute("select count(*) from public.clients where id = any(%s)", (ids,)).fetchone()
+        if existing and existing[0] == len(ids):
             print(f"demo history already loaded ({existing[0]} clients): nothing loaded again", file=sys.stderr)
+        elif existing and existing[0] > 0:
+            raise SystemExit("some demo clients exist but not all: run scripts/db.sh reset, then this again")
         else:
             print(f"loading demo history: {cfg.clients} clients x {cfg.leads_per_client:,} leads "
                   f"(seed {cfg.seed}, planted effects on)", file=sys.stderr)
             result = generate(conn, cfg)
             print(f"loaded {result.leads:,} leads and {result.activities:,} activities in {result.seconds:.1f} s",
                   file=sys.stderr)
-        _print_summary(summary_rows(conn, prefix))
+        _print_summary(summary_rows(conn, ids))
     return 0
 
 

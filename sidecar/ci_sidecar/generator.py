@@ -43,6 +43,7 @@ __all__ = [
     "GeneratorConfig",
     "generate",
     "main",
+    "planned_client_ids",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -125,7 +126,7 @@ class GeneratorConfig:
     deleted_share: float = 0.01
     base_touch_rate: float = 0.02
     anchor: dt.datetime = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    client_name_prefix: str = "Demo client"
+    client_name_prefix: str = "Generated client"
     # Ids come from their own stream: the same seed gives the same data, and a
     # different id_salt gives it fresh ids (None: a random salt, so that loading the
     # same seed twice into one database never collides).
@@ -646,6 +647,13 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
     return ClientSummary(client_id, name, n, activities, converted, failed, opened, marks)
 
 
+def planned_client_ids(cfg: GeneratorConfig) -> list[uuid.UUID]:
+    """The ids generate() will give the clients (only meaningful with a fixed id_salt)."""
+    if cfg.id_salt is None:
+        raise ValueError("client ids are random unless id_salt is set")
+    return [_uuid(np.random.default_rng([cfg.seed, index, cfg.id_salt])) for index in range(cfg.clients)]
+
+
 def generate(conn: psycopg.Connection[Any], cfg: GeneratorConfig) -> GenerationResult:
     """Write cfg.clients clients of history; returns their ids and counts."""
     t0 = time.perf_counter()
@@ -669,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-effects", action="store_true", help="plant nothing (null data)")
     parser.add_argument("--open-share", type=float, default=0.15)
     parser.add_argument("--junk-share", type=float, default=0.0)
-    parser.add_argument("--name-prefix", default="Demo client")
+    parser.add_argument("--name-prefix", default="Generated client")
     args = parser.parse_args(argv)
     dsn = args.dsn or os.environ.get("DATABASE_URL")
     if not dsn:
