@@ -1,0 +1,292 @@
+-- Learning the ALS weights in the database (issue 3, seed spec 4.1 corrected).
+-- ci_private.who_lead_facts: a client's leads with an outcome as the WHO
+--   detector and the learning judge them (as of the first outbound touch).
+-- ci_private.als_learning_rows: the learning data, one row per group of
+--   identical leads (components, risk, outcome) with its count in each fold,
+--   so a million leads reach Python as a few thousand rows. The WHO detector
+--   computes the same grouping in its one pass; the sidecar reads this.
+-- ci_private.fit_als_weights: a thin PL/Python adapter over the plain Python
+--   module plpython/ci_stats/weights.py (numpy + scipy), created only where
+--   plpython3u exists (hosted Supabase lacks it: the sidecar runs the same
+--   module and applies through public.apply_learned_weights).
+-- ci_private.apply_als_weights: validates weights, stores them on the client
+--   and rescores the client's leads in one statement.
+
+-- The out-of-sample check uses 5 deterministic folds: a lead's fold is a hash
+-- of its id (it never changes between refreshes); ci_private.als_learning_rows
+-- counts the leads of each fold.
+create or replace function ci_private.als_learning_fold(p_lead_id uuid)
+returns integer
+language sql immutable parallel safe
+as $$
+  select ((uuid_hash_extended(p_lead_id, 0) % 5 + 5) % 5)::integer
+$$;
+
+-- Lower bounds of the company-size bands of the WHO size analysis: the seed's
+-- 1-5, 6-15, 16-30, 31-50, 51-100, 101-500, and 501+ above them.
+create or replace function ci_private.who_size_thresholds()
+returns integer []
+language sql immutable parallel safe
+as $$
+  select '{1, 6, 16, 31, 51, 101, 501}'::integer []
+$$;
+
+-- Size band (1..7) of an employee count; null when unknown or not positive.
+create or replace function ci_private.who_size_band(p_employee_count integer)
+returns integer
+language sql immutable parallel safe
+as $$
+  select nullif(width_bucket(p_employee_count, ci_private.who_size_thresholds()), 0)
+$$;
+
+-- Leads of a client with an outcome (contract section 3: converted 1, failed
+-- 0; open leads are censored and left out), non-deleted, with what the WHO
+-- detector and the weight learning judge them by, as of their first outbound
+-- touch (no touch: as of their creation): the five components, the timing
+-- signals, the title (raw and its normalised key), the industry (raw and its
+-- comparison key), the size band and the lead's fold.
+-- As of the first touch the lead had no outcome yet: its risk counts only the
+-- title (a junior title), not its status nor its bounce count, which record
+-- what happened after (a bounce or an unsubscribe is a failure itself, and
+-- would let the learning see the outcome it is to predict).
+-- One pass over the leads, one over the client's outbound touches; each title
+-- spelling is normalised and scored once (Memoize) when titles repeat.
+-- An inlinable SQL function: callers add their own grouping.
+create or replace function ci_private.who_lead_facts(p_client_id uuid)
+returns table (
+  lead_id uuid,
+  fold integer,
+  converted integer,
+  title text,
+  title_key text,
+  industry text,
+  industry_key text,
+  size_band integer,
+  as_of date,
+  new_role boolean,
+  hiring boolean,
+  funded boolean,
+  data_quality integer,
+  authority integer,
+  company_fit integer,
+  timing integer,
+  risk integer
+)
+language sql stable parallel safe
+as $$
+  with ctx as materialized (
+    select k.industries, k.sizes, k.locations
+    from public.clients as c
+    cross join lateral ci_private.als_context(c) as k
+    where c.id = p_client_id
+  ),
+  first_touch as materialized (
+    select a.lead_id, min(a.created_at) as at
+    from public.activities as a
+    where a.client_id = p_client_id
+      and ci_private.is_outbound_action(a.action)
+    group by a.lead_id
+  )
+  select
+    l.id,
+    ci_private.als_learning_fold(l.id),
+    ci_private.lead_outcome(l.status::text),
+    l.title,
+    t.title_key,
+    l.organization_industry,
+    ci_private.text_key(l.organization_industry),
+    ci_private.who_size_band(l.organization_employee_count),
+    d.as_of,
+    ci_private.als_role_points(l.employment_start_date, d.as_of) = 6,
+    coalesce(l.organization_is_hiring, false),
+    ci_private.als_funding_points(l.organization_latest_funding_date, d.as_of) = 4,
+    (p.parts).data_quality,
+    (p.parts).authority,
+    (p.parts).company_fit,
+    (p.parts).timing,
+    (p.parts).risk
+  from public.leads as l
+  cross join ctx
+  left join first_touch as f on f.lead_id = l.id
+  cross join lateral (
+    select
+      n.title_key,
+      ci_private.als_authority_points(' ' || n.title_key || ' ') as authority,
+      ci_private.als_junior_points(' ' || n.title_key || ' ') as title_risk
+    from (select ci_private.normalize_title(l.title) as title_key offset 0) as n
+    offset 0
+  ) as t
+  cross join lateral (select (coalesce(f.at, l.created_at) at time zone 'UTC')::date as as_of) as d
+  cross join lateral (
+    select ci_private.als_parts_of(
+      t.authority, t.title_risk, l.email, l.email_verified, l.phone, l.phone_verified, l.linkedin_url,
+      l.personal_email, l.organization_industry, l.organization_employee_count, l.organization_country,
+      l.organization_is_hiring, l.organization_latest_funding_date, l.employment_start_date,
+      null, null, ctx.industries, ctx.sizes, ctx.locations, d.as_of
+    ) as parts
+    offset 0
+  ) as p
+  where l.client_id = p_client_id
+    and l.deleted_at is null
+    and ci_private.lead_outcome(l.status::text) is not null
+$$;
+
+-- The learning data of a client: its leads with an outcome grouped by
+-- components, risk and outcome, with the number of leads in each of the 5 folds
+-- (so a million leads reach the fit as a few thousand rows). The sidecar reads
+-- it where the database cannot fit (no PL/Python).
+create or replace function ci_private.als_learning_rows(p_client_id uuid)
+returns table (
+  data_quality integer,
+  authority integer,
+  company_fit integer,
+  timing integer,
+  risk integer,
+  converted integer,
+  fold_counts integer []
+)
+language sql stable parallel safe
+as $$
+  select
+    f.data_quality,
+    f.authority,
+    f.company_fit,
+    f.timing,
+    f.risk,
+    f.converted,
+    array[
+      count(*) filter (where f.fold = 0), count(*) filter (where f.fold = 1), count(*) filter (where f.fold = 2),
+      count(*) filter (where f.fold = 3), count(*) filter (where f.fold = 4)
+    ]::integer []
+  from (select * from ci_private.who_lead_facts(p_client_id) offset 0) as f
+  group by f.data_quality, f.authority, f.company_fit, f.timing, f.risk, f.converted
+$$;
+
+-- The weight fit, where PL/Python is available: the columns of
+-- ci_private.als_learning_rows as arrays (p_fold_counts two-dimensional: one row
+-- of fold counts per group), the decision out (see
+-- ci_stats.weights.WeightDecision.to_json). Never raises on data.
+do $fit$
+begin
+  if exists (select 1 from pg_catalog.pg_extension where extname = 'plpython3u') then
+    execute $create$
+      create or replace function ci_private.fit_als_weights(
+        p_data_quality integer [],
+        p_authority integer [],
+        p_company_fit integer [],
+        p_timing integer [],
+        p_risk integer [],
+        p_converted integer [],
+        p_fold_counts integer [],
+        p_current jsonb,
+        p_confidence double precision,
+        p_options jsonb default '{}'::jsonb
+      )
+      returns jsonb
+      language plpython3u
+      stable
+      as $py$
+import ci_stats.plpy_adapter as adapter
+return adapter.fit_als_weights(
+    plpy, p_data_quality, p_authority, p_company_fit, p_timing, p_risk, p_converted, p_fold_counts,
+    p_current, p_confidence, p_options,
+)
+$py$
+    $create$;
+    revoke execute on function ci_private.fit_als_weights(
+      integer [], integer [], integer [], integer [], integer [], integer [], integer [],
+      jsonb, double precision, jsonb
+    ) from public, anon, authenticated;
+    grant execute on function ci_private.fit_als_weights(
+      integer [], integer [], integer [], integer [], integer [], integer [], integer [],
+      jsonb, double precision, jsonb
+    ) to service_role;
+  else
+    raise notice 'plpython3u not installed: ci_private.fit_als_weights not created (the sidecar fits the weights)';
+  end if;
+end
+$fit$;
+
+-- Is the in-database weight fit available here?
+create or replace function ci_private.als_fit_available()
+returns boolean
+language sql stable
+as $$
+  select pg_catalog.to_regprocedure(
+    'ci_private.fit_als_weights(integer[], integer[], integer[], integer[], integer[], integer[], integer[], '
+    || 'jsonb, double precision, jsonb)'
+  ) is not null
+$$;
+
+-- Validate weights, store them on the client (at 4 decimals, the precision
+-- the scorer uses) and rescore the client's leads in one statement.
+-- p_decision: the record of why (the WHO pattern's weight_learning, or the
+-- sidecar's metrics); a decision that says applied = false is not applied.
+-- Invalid weights raise (invalid_parameter_value): the caller made a mistake.
+-- security definer: writes clients.als_learned_weights and the scores, which
+-- the layer alone writes; the caller's right to write the client is checked.
+create or replace function ci_private.apply_als_weights(p_client_id uuid, p_weights jsonb, p_decision jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_old jsonb;
+  v_new jsonb;
+  v_rescored integer;
+  v_sample integer;
+begin
+  perform ci_private.assert_client_access(p_client_id, true);
+  if jsonb_typeof(p_decision -> 'applied') = 'boolean' and not (p_decision ->> 'applied')::boolean then
+    return jsonb_build_object(
+      'applied', false,
+      'reason', 'the decision says not applied: ' || coalesce(p_decision ->> 'reason', 'no reason given')
+    );
+  end if;
+  if not ci_private.als_valid_weights(p_weights) then
+    raise exception 'invalid ALS weights %', coalesce(p_weights::text, 'null')
+      using errcode = 'invalid_parameter_value',
+      hint = 'four numbers data_quality, authority, company_fit, timing, each in [0.05, 0.50], summing to 0.85';
+  end if;
+
+  v_new := ci_private.als_quantize_weights(p_weights);
+  v_sample := case
+    when jsonb_typeof(p_decision -> 'n') = 'number' then (p_decision ->> 'n')::numeric::integer
+  end;
+  select ci_private.als_weights_in_force(c.als_learned_weights) into v_old
+  from public.clients as c
+  where c.id = p_client_id
+  for update;
+
+  update public.clients
+  set als_learned_weights = v_new,
+    als_weights_updated_at = pg_catalog.now(),
+    conversion_sample_count = coalesce(v_sample, conversion_sample_count)
+  where id = p_client_id;
+
+  v_rescored := ci_private.rescore_leads(p_client_id);
+  return jsonb_build_object(
+    'applied', true,
+    'weights', v_new,
+    'previous_weights', v_old,
+    'rescored', v_rescored,
+    'applied_at', pg_catalog.now()
+  );
+end
+$$;
+
+revoke execute on function ci_private.als_learning_fold(uuid) from public, anon;
+revoke execute on function ci_private.who_size_band(integer) from public, anon;
+revoke execute on function ci_private.who_size_thresholds() from public, anon;
+revoke execute on function ci_private.who_lead_facts(uuid) from public, anon, authenticated;
+revoke execute on function ci_private.als_learning_rows(uuid) from public, anon, authenticated;
+revoke execute on function ci_private.als_fit_available() from public, anon;
+revoke execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) from public, anon, authenticated;
+grant execute on function ci_private.als_learning_fold(uuid) to authenticated, service_role;
+grant execute on function ci_private.who_size_band(integer) to authenticated, service_role;
+grant execute on function ci_private.who_size_thresholds() to authenticated, service_role;
+grant execute on function ci_private.who_lead_facts(uuid) to service_role;
+grant execute on function ci_private.als_learning_rows(uuid) to service_role;
+grant execute on function ci_private.als_fit_available() to authenticated, service_role;
+grant execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) to service_role;
