@@ -1,0 +1,289 @@
+-- The WHEN detector (seed spec 3.2 and 4.3): when touches book meetings.
+-- Reads the shared per-touch relation (ci_private.ensure_touches). Every rate
+-- is a per-touch booking hazard (see the touches migration) through
+-- ci_private.rate_table; the lists that name winners hold only segments whose
+-- interval lies above the client's overall rate.
+--   best_days / best_hours: local day and hour (the lead's zone, contract
+--     section 3) that book significantly more often; day_rankings and
+--     hour_rankings hold every day and hour with enough touches.
+--   converting_touch_distribution: the seed's share of bookings at touch 1..6
+--     (7+ beyond); touch_position_hazard: P(booking at touch k | touch k sent),
+--     which, unlike the shares, does not favour early touches merely because
+--     more leads receive them.
+--   optimal_sequence_gaps: median days between touches k and k+1 of converted
+--     leads, up to their booking (the seed's definition); gap_rankings: the
+--     hazard of a touch by the days since the previous one.
+--   conversion_timing: days from first touch to booking among converted leads
+--     (mean, median, 50th/80th/95th percentiles); it ignores leads still open.
+--   kaplan_meier: time to booking over all leads. A booking is an event at its
+--     time since the first touch; a lead still in sequence is censored at
+--     now - first touch; a failed lead can no longer book and stays in the risk
+--     set for ever (censored at infinity), so 1 - S(t) is the cumulative
+--     incidence of booking with failure as a competing risk (it equals the
+--     Aalen-Johansen estimate when all censoring is administrative, as here).
+--     Censoring failed leads at their last touch instead would estimate booking
+--     in a world where nobody fails, overstating it.
+
+-- Per-touch WHEN statistics of the prepared relation.
+-- security definer: reads the temporary per-touch relation its caller prepared.
+create or replace function ci_private.when_patterns()
+returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_min integer := 30;
+  v_base double precision;
+  v_trials bigint;
+  v_conversions bigint;
+  v_days jsonb;
+  v_hours jsonb;
+  v_positions jsonb;
+  v_gaps jsonb;
+  v_distribution jsonb;
+  v_seq_gaps jsonb;
+  v_timing jsonb;
+  v_km jsonb;
+  v_leads jsonb;
+begin
+  perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
+  perform 'PRAGMA:TABLE: ci_touch_leads (like ci_private.touch_lead)';
+
+  -- One pass over the touches: every dimension at once.
+  with agg as (
+    select
+      grouping(t.local_dow) as g_dow,
+      grouping(t.local_hour) as g_hour,
+      grouping(least(t.position, 7)) as g_pos,
+      grouping(g.bucket) as g_gap,
+      t.local_dow,
+      t.local_hour,
+      least(t.position, 7) as pos,
+      g.bucket,
+      g.label,
+      count(*) as n,
+      sum(t.booked) as c
+    from pg_temp.ci_touches as t
+    cross join lateral (
+      select
+        case
+          when t.gap_days is null then null
+          when t.gap_days < 1 then 1 when t.gap_days < 2 then 2 when t.gap_days < 3 then 3
+          when t.gap_days < 5 then 4 when t.gap_days < 8 then 5 when t.gap_days < 15 then 6 else 7
+        end as bucket,
+        case
+          when t.gap_days is null then null
+          when t.gap_days < 1 then '0-1' when t.gap_days < 2 then '1-2' when t.gap_days < 3 then '2-3'
+          when t.gap_days < 5 then '3-5' when t.gap_days < 8 then '5-8' when t.gap_days < 15 then '8-15'
+          else '15+'
+        end as label
+    ) as g
+    where t.booked is not null
+    group by grouping sets ((t.local_dow), (t.local_hour), (least(t.position, 7)), (g.bucket, g.label), ())
+  )
+  select
+    max(a.n) filter (where a.g_dow = 1 and a.g_hour = 1 and a.g_pos = 1 and a.g_gap = 1),
+    max(a.c) filter (where a.g_dow = 1 and a.g_hour = 1 and a.g_pos = 1 and a.g_gap = 1),
+    jsonb_agg(jsonb_build_object(
+      'day', ci_private.day_name(a.local_dow), 'day_index', a.local_dow, 'conversions', a.c, 'sample', a.n
+    )) filter (where a.g_dow = 0),
+    jsonb_agg(jsonb_build_object('hour', a.local_hour, 'conversions', a.c, 'sample', a.n)) filter (where a.g_hour = 0),
+    jsonb_agg(jsonb_build_object(
+      'touch', case when a.pos = 7 then '7+' else a.pos::text end, 'position', a.pos, 'conversions', a.c, 'sample', a.n
+    )) filter (where a.g_pos = 0),
+    jsonb_agg(jsonb_build_object('gap_days', a.label, 'bucket', a.bucket, 'conversions', a.c, 'sample', a.n))
+    filter (where a.g_gap = 0 and a.bucket is not null),
+    coalesce(jsonb_object_agg(
+      case when a.pos = 7 then 'touch_7_plus' else 'touch_' || a.pos end, a.c
+    ) filter (where a.g_pos = 0 and a.c > 0), '{}'::jsonb)
+  into v_trials, v_conversions, v_days, v_hours, v_positions, v_gaps, v_distribution
+  from agg as a;
+
+  v_base := v_conversions::double precision / nullif(v_trials, 0);
+
+  -- Shares of bookings by the position of the converting touch.
+  select coalesce(jsonb_object_agg(d.key, round(d.value::numeric / nullif(v_conversions, 0), 4)), '{}'::jsonb)
+  into v_distribution
+  from jsonb_each_text(v_distribution) as d (key, value);
+
+  -- Median days between touches of converted leads, up to their booking.
+  select coalesce(jsonb_object_agg('touch_' || (x.position - 1) || '_to_' || x.position, x.median_days), '{}'::jsonb)
+  into v_seq_gaps
+  from (
+    select
+      t.position,
+      round(percentile_cont(0.5) within group (order by t.gap_days)::numeric, 1) as median_days
+    from pg_temp.ci_touches as t
+    where t.outcome = 1 and t.booked is not null and t.position between 2 and 6
+    group by t.position
+    having count(*) >= 5
+  ) as x;
+
+  -- Leads: time from first touch to booking (events) or to now (censored).
+  with lead_time as (
+    select
+      l.outcome,
+      date_part('epoch', coalesce(l.converted_at, pg_catalog.now()) - t.created_at) / 86400 as days
+    from pg_temp.ci_touches as t
+    inner join pg_temp.ci_touch_leads as l on l.lead_no = t.lead_no
+    where t.position = 1
+  ),
+  timing as (
+    select
+      count(*) as converted,
+      avg(lt.days) as avg_days,
+      percentile_cont(array[0.5, 0.8, 0.95]) within group (order by lt.days) as pct
+    from lead_time as lt
+    where lt.outcome = 1 and lt.days >= 0
+  ),
+  per_day as (
+    select
+      floor(lt.days)::integer as d,
+      count(*) filter (where lt.outcome = 1) as events,
+      count(*) filter (where lt.outcome is null) as censored
+    from lead_time as lt
+    where (lt.outcome = 1 and lt.days >= 0) or lt.outcome is null
+    group by 1
+  ),
+  failed as (
+    select count(*) as n from lead_time as lt where lt.outcome = 0
+  ),
+  risk as (
+    select
+      p.d,
+      p.events,
+      f.n + sum(p.events + p.censored) over (order by p.d desc) as at_risk
+    from per_day as p
+    cross join failed as f
+  ),
+  km as (
+    select
+      r.d,
+      r.at_risk,
+      exp(sum(ln(greatest(1 - r.events::double precision / r.at_risk, 1e-300))) over (order by r.d)) as surv
+    from risk as r
+  ),
+  horizon as (
+    select
+      h.days,
+      (select k.surv from km as k where k.d <= h.days order by k.d desc limit 1) as surv,
+      (select f.n from failed as f)
+      + (select count(*) from lead_time as lt where lt.outcome is distinct from 0 and lt.days >= h.days) as at_risk
+    from unnest(array[7, 14, 30, 60, 90]) as h (days)
+  )
+  select
+    jsonb_build_object(
+      'avg_days_to_convert', round(tm.avg_days::numeric, 1),
+      'median_days_to_convert', round(tm.pct[1]::numeric, 1),
+      'percentile_50', round(tm.pct[1]::numeric, 1),
+      'percentile_80', round(tm.pct[2]::numeric, 1),
+      'percentile_95', round(tm.pct[3]::numeric, 1),
+      'converted_leads', tm.converted
+    ),
+    jsonb_build_object(
+      'booked_by_day', (
+        select jsonb_object_agg('day_' || h.days, round((1 - coalesce(h.surv, 1))::numeric, 4) order by h.days)
+        from horizon as h
+      ),
+      'at_risk', (select jsonb_object_agg('day_' || h.days, h.at_risk order by h.days) from horizon as h),
+      'median_days_to_booking', (select min(k.d) from km as k where k.surv <= 0.5),
+      'events', (select coalesce(sum(p.events), 0) from per_day as p),
+      'censored_open', (select coalesce(sum(p.censored), 0) from per_day as p),
+      'failed_kept_at_risk', (select f.n from failed as f),
+      'method', 'booking = event at days since first touch; open lead = censored at now; '
+      || 'failed lead = never books (kept at risk): 1 - S(t) is the cumulative incidence of booking'
+    ),
+    jsonb_build_object(
+      'converted', (select count(*) from lead_time as lt where lt.outcome = 1),
+      'failed', (select f.n from failed as f),
+      'open', (select count(*) from lead_time as lt where lt.outcome is null)
+    )
+  into v_timing, v_km, v_leads
+  from timing as tm;
+
+  return jsonb_build_object(
+    'trials', coalesce(v_trials, 0),
+    'conversions', coalesce(v_conversions, 0),
+    'baseline_rate', round(v_base::numeric, 4),
+    'min_sample', v_min,
+    'day_rankings', ci_private.rate_table(coalesce(v_days, '[]'::jsonb), v_base, v_min),
+    'hour_rankings', ci_private.rate_table(coalesce(v_hours, '[]'::jsonb), v_base, v_min),
+    'touch_position_hazard', ci_private.rate_table(coalesce(v_positions, '[]'::jsonb), v_base, v_min),
+    'gap_rankings', ci_private.rate_table(coalesce(v_gaps, '[]'::jsonb), v_base, v_min),
+    'converting_touch_distribution', v_distribution,
+    'optimal_sequence_gaps', v_seq_gaps,
+    'conversion_timing', v_timing,
+    'kaplan_meier', v_km,
+    'leads', v_leads
+  );
+end
+$$;
+
+-- WHEN patterns of a client, computed now; writes nothing (temporary tables
+-- aside). Insufficient data (fewer than 10 bookings or 30 decided leads) gives
+-- the seed's keys empty and insufficient_data true.
+-- security definer: reads the client's touches whatever the caller's row-level
+-- policies, after ci_private.assert_client_access has allowed the read.
+create or replace function public.detect_when_patterns(p_client_id uuid)
+returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_stats jsonb;
+  v_sample bigint;
+  v_bookings bigint;
+  v_enough boolean;
+begin
+  perform 'PRAGMA:TABLE: ci_touch_meta (client_id uuid, built_at timestamptz, leads integer, touches integer, decided_leads integer, skipped jsonb)';
+  perform ci_private.assert_client_access(p_client_id, false);
+  perform ci_private.ensure_touches(p_client_id);
+
+  v_stats := ci_private.when_patterns();
+  select m.decided_leads into v_sample from pg_temp.ci_touch_meta as m;
+  v_bookings := coalesce((v_stats ->> 'conversions')::bigint, 0);
+  v_enough := v_bookings >= 10 and v_sample >= 30;
+
+  return jsonb_build_object(
+    'type', 'when',
+    'version', '1.0',
+    'computed_at', pg_catalog.now(),
+    'sample_size', v_sample,
+    'confidence', case when v_enough then ci_private.pattern_confidence(v_sample) else 0 end,
+    'insufficient_data', not v_enough,
+    'best_days', case when v_enough then ci_private.significant(v_stats -> 'day_rankings', 'above') else '[]' end,
+    'worst_days', case when v_enough then ci_private.significant(v_stats -> 'day_rankings', 'below') else '[]' end,
+    'best_hours', case when v_enough then ci_private.significant(v_stats -> 'hour_rankings', 'above') else '[]' end,
+    'worst_hours', case when v_enough then ci_private.significant(v_stats -> 'hour_rankings', 'below') else '[]' end,
+    'day_rankings', case when v_enough then v_stats -> 'day_rankings' else '[]' end,
+    'hour_rankings', case when v_enough then v_stats -> 'hour_rankings' else '[]' end,
+    'converting_touch_distribution', case when v_enough then v_stats -> 'converting_touch_distribution' else '{}' end,
+    'touch_position_hazard', case when v_enough then v_stats -> 'touch_position_hazard' else '[]' end,
+    'winning_positions',
+    case when v_enough then ci_private.significant(v_stats -> 'touch_position_hazard', 'above') else '[]' end,
+    'optimal_sequence_gaps', case when v_enough then v_stats -> 'optimal_sequence_gaps' else '{}' end,
+    'gap_rankings', case when v_enough then v_stats -> 'gap_rankings' else '[]' end,
+    'conversion_timing', case when v_enough then v_stats -> 'conversion_timing' else '{}' end,
+    'kaplan_meier', case when v_enough then v_stats -> 'kaplan_meier' else '{}' end,
+    'metadata', jsonb_build_object(
+      'unit', 'touch: P(this touch is the converting touch | it was sent); the last touch of an open lead '
+      || 'and touches after a booking are not trials',
+      'local_time', 'lead timezone, else campaign, else client, else UTC',
+      'trials', v_stats -> 'trials',
+      'bookings', v_stats -> 'conversions',
+      'baseline_rate', v_stats -> 'baseline_rate',
+      'min_sample', v_stats -> 'min_sample',
+      'leads', v_stats -> 'leads',
+      'winner_rule', 'a segment is named only when its family-wise 95% interval excludes the baseline rate',
+      'skipped', (select m.skipped from pg_temp.ci_touch_meta as m)
+    )
+  ) || case when v_enough then '{}'::jsonb else jsonb_build_object(
+    'reason', format('insufficient data: %s bookings, %s decided leads (need 10 and 30)', v_bookings, v_sample)
+  ) end;
+end
+$$;
+
+revoke execute on function ci_private.when_patterns() from public, anon, authenticated;
+revoke execute on function public.detect_when_patterns(uuid) from public, anon;
+grant execute on function ci_private.when_patterns() to service_role;
+grant execute on function public.detect_when_patterns(uuid) to authenticated, service_role;

@@ -1,0 +1,180 @@
+-- The shared per-touch relation (ci_private.prepare_touches) on a small hand-built
+-- history: positions in send order, local day and hour in the lead's zone (else
+-- the campaign's, else the client's; an invalid name falls through and is
+-- counted), which touches are trials and which booked, channel masks and
+-- sequence codes, and every kind of skipped row counted, never fatal.
+begin;
+select plan(33);
+
+create temp table k (key text primary key, id uuid not null unique);
+
+create function pg_temp.id(p_key text) returns uuid
+language sql stable as $$
+  select k.id from pg_temp.k as k where k.key = p_key
+$$;
+
+-- A lead of the test client.
+create function pg_temp.lead(
+  p_key text, p_zone text, p_status text default 'in_sequence', p_campaign text default null,
+  p_deleted boolean default false
+) returns uuid
+language sql as $$
+  with l as (
+    insert into public.leads (client_id, campaign_id, first_name, company, status, timezone, deleted_at)
+    values (pg_temp.id('client'), pg_temp.id(p_campaign), p_key, 'Acme ' || p_key, p_status::public.lead_status,
+      p_zone, case when p_deleted then now() end)
+    returning id
+  )
+  insert into pg_temp.k (key, id) select p_key, l.id from l returning id
+$$;
+
+-- An activity of a lead.
+create function pg_temp.act(
+  p_key text, p_lead text, p_channel text, p_action text, p_at timestamptz, p_snapshot jsonb default null,
+  p_subject text default null, p_preview text default null
+) returns uuid
+language sql as $$
+  with a as (
+    insert into public.activities (client_id, lead_id, channel, action, created_at, content_snapshot, subject,
+      content_preview)
+    values (pg_temp.id('client'), pg_temp.id(p_lead), p_channel::public.channel_type, p_action, p_at, p_snapshot,
+      p_subject, p_preview)
+    returning id
+  )
+  insert into pg_temp.k (key, id) select p_key, a.id from a returning id
+$$;
+
+-- The relation's row of an activity.
+create function pg_temp.touch(p_key text) returns ci_private.touch
+language plpgsql volatile as $$
+declare
+  v ci_private.touch;
+begin
+  select t.* into v from pg_temp.ci_touches as t where t.touch_id = pg_temp.id(p_key);
+  return v;
+end
+$$;
+
+insert into pg_temp.k (key, id) values ('client', gen_random_uuid()), ('campaign', gen_random_uuid());
+insert into public.clients (id, name, timezone) values (pg_temp.id('client'), 'touch relation', 'America/New_York');
+insert into public.campaigns (id, client_id, name, timezone)
+values (pg_temp.id('campaign'), pg_temp.id('client'), 'berlin', 'Europe/Berlin');
+
+-- A: Sydney, books after its second touch, one more touch after the booking.
+select pg_temp.lead('a', 'Australia/Sydney');
+select pg_temp.act('a1', 'a', 'email', 'sent', '2026-03-03 23:30+00',
+  jsonb_build_object('subject', repeat('x', 200000), 'body', 'y'));
+select pg_temp.act('a2', 'a', 'linkedin', 'linkedin_sent', '2026-03-05 22:00+00', null,
+  'Question about Acme a', 'Hi a, scaling your team? Worth 15 minutes?');
+update public.leads set status = 'converted', converted_at = '2026-03-06 01:00+00' where id = pg_temp.id('a');
+select pg_temp.act('a3', 'a', 'email', 'email_sent', '2026-03-08 00:00+00');
+-- B: no zone of its own, Berlin campaign; failed; junk snapshots; an open with a snapshot.
+select pg_temp.lead('b', null, 'in_sequence', 'campaign');
+select pg_temp.act('b1', 'b', 'sms', 'sent', '2026-01-13 09:00+00', '"just a string"');
+select pg_temp.act('b2', 'b', 'voice', 'voice_completed', '2026-01-15 09:00+00', '{"subject": 42, "word_count": "many", "personalization": {"recent_news": "yes"}}');
+select pg_temp.act('b3', 'b', 'email', 'opened', '2026-01-15 10:00+00', '{"subject": "x", "body": "y"}');
+select pg_temp.act('b4', 'b', 'email', 'sent', '2026-01-16 09:00+00', '[1, 2, 3]');
+update public.leads set status = 'unsubscribed' where id = pg_temp.id('b');
+-- C: an invalid zone, no campaign: the client's New York; still open.
+select pg_temp.lead('c', 'Mars/Base');
+select pg_temp.act('c1', 'c', 'email', 'sent', '2026-07-07 14:00+00', '{
+  "subject": "Question about {company}", "body": "Hi there, scaling? Worth 15 minutes?",
+  "pain_points": ["scaling"], "cta": "worth 15 minutes", "angle": "curiosity", "word_count": 6}');
+select pg_temp.act('c2', 'c', 'email', 'sent', '2026-07-09 14:00+00', '{"subject": "", "body": ""}');
+select pg_temp.act('c3', 'c', 'mail', 'sent', '2026-07-10 14:00+00');
+-- D: deleted, ignored.
+select pg_temp.lead('d', 'UTC', 'in_sequence', null, true);
+select pg_temp.act('d1', 'd', 'email', 'sent', '2026-07-07 14:00+00');
+
+select is(ci_private.prepare_touches(pg_temp.id('client')), 8, 'eight outbound touches on known channels of live leads');
+select is((select count(*)::integer from pg_temp.ci_touch_leads), 3, 'the deleted lead is left out');
+
+-- The tables have the shapes their types document (other functions rely on them).
+create function pg_temp.columns(p_rel regclass) returns text []
+language sql stable as $$
+  select array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) order by a.attnum)
+  from pg_catalog.pg_attribute as a where a.attrelid = p_rel and a.attnum > 0 and not a.attisdropped
+$$;
+select is(pg_temp.columns('pg_temp.ci_touches'), pg_temp.columns('ci_private.touch'::regtype::text::regclass),
+  'ci_touches has the columns of ci_private.touch');
+select is(pg_temp.columns('pg_temp.ci_touch_leads'), pg_temp.columns('ci_private.touch_lead'::regtype::text::regclass),
+  'ci_touch_leads has the columns of ci_private.touch_lead');
+
+-- Positions, local time, trials.
+select is(
+  array[(pg_temp.touch('a1')).position, (pg_temp.touch('a2')).position, (pg_temp.touch('a3')).position],
+  array[1, 2, 3]::smallint [], 'positions follow send order'
+);
+select is(
+  array[(pg_temp.touch('a1')).local_dow, (pg_temp.touch('a1')).local_hour], array[3, 10]::smallint [],
+  'Sydney lead: 23:30 UTC on Tuesday is Wednesday 10:30 local'
+);
+select is(
+  array[(pg_temp.touch('b1')).local_dow, (pg_temp.touch('b1')).local_hour], array[2, 10]::smallint [],
+  'lead without a zone: the campaign''s (Berlin, 09:00 UTC = 10:00)'
+);
+select is(
+  array[(pg_temp.touch('c1')).local_dow, (pg_temp.touch('c1')).local_hour], array[2, 10]::smallint [],
+  'invalid zone: the client''s (New York, 14:00 UTC = 10:00 EDT)'
+);
+select ok((select l.zone_invalid from pg_temp.ci_touch_leads as l where l.lead_id = pg_temp.id('c')),
+  'the invalid zone is flagged');
+select is(
+  array[(pg_temp.touch('a1')).booked, (pg_temp.touch('a2')).booked], array[0, 1]::smallint [],
+  'converted lead: the converting touch booked, the one before did not'
+);
+select ok((pg_temp.touch('a3')).after_conversion and (pg_temp.touch('a3')).booked is null,
+  'a touch after the booking is no trial');
+select is(
+  array[(pg_temp.touch('b1')).booked, (pg_temp.touch('b2')).booked, (pg_temp.touch('b4')).booked],
+  array[0, 0, 0]::smallint [], 'failed lead: every touch a non-booking trial'
+);
+select is((pg_temp.touch('c1')).booked, 0::smallint, 'open lead: a touch followed by another is decided');
+select is((pg_temp.touch('c2')).booked, null, 'open lead: its last touch is pending, no trial');
+select is((pg_temp.touch('a2')).gap_days, 1.9375::real, 'days since the previous touch');
+
+-- Channels and sequences.
+select is(
+  array[(pg_temp.touch('a1')).channel_mask, (pg_temp.touch('a2')).channel_mask, (pg_temp.touch('a3')).channel_mask],
+  array[1, 3, 3]::smallint [], 'channel mask: the channels so far'
+);
+select is(ci_private.sequence_channels((pg_temp.touch('a3')).prefix_code, 3), array['email', 'linkedin', 'email'],
+  'sequence code decodes to the first three channels');
+select is((pg_temp.touch('a2')).first_channel, 1::smallint, 'first channel carried on every touch');
+
+-- Content: read, derived, junk.
+select is(
+  array[(pg_temp.touch('c1')).subject, (pg_temp.touch('c1')).cta, (pg_temp.touch('c1')).angle],
+  array['Question about {company}', 'worth 15 minutes', 'curiosity'], 'snapshot values read as they are'
+);
+select is((pg_temp.touch('c1')).pain_points, '["scaling"]'::jsonb, 'pain points read as an array');
+select ok((pg_temp.touch('a2')).derived and (pg_temp.touch('a2')).has_text,
+  'a touch without a snapshot gets a derived one');
+select is((pg_temp.touch('a2')).subject, 'Question about {company}', 'derived subject with the lead''s company as placeholder');
+select is((pg_temp.touch('a2')).pain_points, '["scaling"]'::jsonb, 'derived pain point from the keyword dictionary');
+select is((pg_temp.touch('a1')).junk_reason, 'oversized', '200 KB subject: junk');
+select is((pg_temp.touch('b1')).junk_reason, 'not_object', 'a JSON string: junk');
+select is((pg_temp.touch('b4')).junk_reason, 'not_object', 'an array: junk');
+select is((pg_temp.touch('b2')).junk_reason, 'wrong_type', 'wrong types: junk');
+select is((pg_temp.touch('c2')).junk_reason, 'empty', 'empty subject and body: junk');
+select ok((pg_temp.touch('a1')).position = 1 and (pg_temp.touch('a1')).booked = 0,
+  'a junk snapshot still leaves the touch in timing and channels');
+select is(
+  (select m.skipped from pg_temp.ci_touch_meta as m) - 'junk_by_reason',
+  '{"junk_snapshot": 5, "unknown_channel": 1, "not_outbound_with_snapshot": 1, "invalid_timezone_leads": 1}'::jsonb,
+  'skipped rows counted by kind'
+);
+select is(
+  (select m.skipped -> 'junk_by_reason' from pg_temp.ci_touch_meta as m),
+  '{"not_object": 2, "wrong_type": 1, "empty": 1, "oversized": 1}'::jsonb,
+  'junk snapshots counted by reason'
+);
+
+-- Rebuilt for a later statement: a new touch shows up.
+select pg_temp.act('c4', 'c', 'sms', 'sent', '2026-07-12 14:00+00');
+select ci_private.ensure_touches(pg_temp.id('client'));
+select is((pg_temp.touch('c4')).position, 3::smallint, 'a later statement rebuilds the relation');
+select is((pg_temp.touch('c2')).booked, 0::smallint, 'and the earlier last touch is now decided');
+
+select * from finish();
+rollback;
