@@ -22,3 +22,16 @@ else
   grep '^Applying migration' "$out" | sed 's/^/    /' >&2
   log "migrations: applied ${applied}"
 fi
+
+# The schedule lives in supabase.toml; the database keeps its copy in
+# ci_private.settings (the one place the jobs read it from).
+psql -X -q -v ON_ERROR_STOP=1 "$url" \
+  -v refresh_cron="$(toml_get schedule.refresh_cron)" \
+  -v trim_cron="$(toml_get schedule.trim_cron)" \
+  -v keep_run_details="$(toml_get schedule.keep_run_details)" >/dev/null <<'SQL'
+insert into ci_private.settings as s (key, value)
+values ('refresh_cron', :'refresh_cron'), ('trim_cron', :'trim_cron'), ('keep_run_details', :'keep_run_details')
+on conflict (key) do update set value = excluded.value, updated_at = now()
+where s.value is distinct from excluded.value;
+select ci_private.schedule_jobs();
+SQL

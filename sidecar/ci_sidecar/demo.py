@@ -57,6 +57,78 @@ def _print_summary(rows: Sequence[tuple[Any, ...]]) -> None:
     print("marked = outbound touches flagged led_to_booking (one per booked lead that had a touch before booking).")
 
 
+def _winners(node: Any, label: str, limit: int = 2) -> list[str]:
+    """Segments whose interval lies above the client's rate, as 'label 31.2% (45 of 144)'."""
+    items = node if isinstance(node, list) else []
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("significance") == "above":
+            rate = item.get("conversion_rate")
+            rate_text = f"{float(rate):.1%}" if isinstance(rate, int | float | str) and rate != "" else "?"
+            out.append(f"{item.get(label)} {rate_text} ({item.get('conversions')} of {item.get('sample')})")
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _line(title: str, found: list[str]) -> str:
+    return f"    {title:<22}" + ("; ".join(found) if found else "no clear winner yet")
+
+
+def learned_summary(patterns: dict[str, Any]) -> list[str]:
+    """A few lines a sales-ops lead can act on: only winners whose interval clears the client's rate."""
+    who = patterns.get("who") or {}
+    what = patterns.get("what") or {}
+    when = patterns.get("when") or {}
+    how = patterns.get("how") or {}
+    lines = [
+        _line("titles", _winners(who.get("title_rankings"), "title")),
+        _line("industries", _winners(who.get("industry_rankings"), "industry")),
+        _line("subjects", _winners((what.get("subject_patterns") or {}).get("rankings")
+                                   or (what.get("subject_patterns") or {}).get("winning"), "pattern")),
+        _line("pain points", _winners((what.get("pain_points") or {}).get("rankings")
+                                      or (what.get("pain_points") or {}).get("effective"), "pain_point")),
+        _line("calls to action", _winners((what.get("ctas") or {}).get("rankings")
+                                          or (what.get("ctas") or {}).get("effective"), "cta")),
+        _line("local days", _winners(when.get("best_days"), "day")),
+        _line("local hours", _winners(when.get("best_hours"), "hour")),
+        _line("sequences", [" > ".join(map(str, w.split(" > "))) for w in _winners(
+            [dict(x, seq=" > ".join(x.get("sequence") or [])) for x in how.get("winning_sequences") or []
+             if isinstance(x, dict)], "seq")]),
+    ]
+    learning = who.get("weight_learning") or {}
+    if learning:
+        applied = "applied" if learning.get("applied") else "kept the weights in force"
+        auc = ""
+        if learning.get("auc_current") is not None and learning.get("auc_candidate") is not None:
+            auc = f" (held-out AUC {float(learning['auc_current']):.3f} -> {float(learning['auc_candidate']):.3f})"
+        lines.append(f"    {'ALS weights':<22}{applied}{auc}: {learning.get('reason', '')}")
+    warnings = [w for p in (who, what, when, how) for w in (p.get("health_warnings") or [])]
+    if warnings:
+        lines.append(f"    {'warnings':<22}" + "; ".join(sorted(set(map(str, warnings)))))
+    return lines
+
+
+def refresh_and_report(conn: psycopg.Connection[Any], client_ids: Sequence[Any]) -> None:
+    """Refresh each demo client's patterns and print what was learned."""
+    print("\nRefreshing patterns (the weekly job, run now) ...", file=sys.stderr)
+    for cid in client_ids:
+        row = conn.execute("select public.refresh_conversion_patterns(%s)", (cid,)).fetchone()
+        status = row[0].get("status") if row and isinstance(row[0], dict) else "?"
+        got = conn.execute(
+            "select c.name, public.get_conversion_patterns(c.id) from public.clients as c where c.id = %s", (cid,)
+        ).fetchone()
+        if not got:
+            continue
+        name, patterns = got
+        who = patterns.get("who") or {}
+        print(f"\n{name}: refresh {status}; {who.get('sample_size', 0):,} leads with an outcome, "
+              f"confidence {float(who.get('confidence') or 0):.2f}")
+        for line in learned_summary(patterns):
+            print(line)
+    print("\nOnly segments whose 95% family-wise interval lies above the client's booking rate are named.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Load the demo history into the database and summarise it.")
     parser.add_argument("--dsn", help="database URL (default: $DATABASE_URL)")
@@ -90,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"loaded {result.leads:,} leads and {result.activities:,} activities in {result.seconds:.1f} s",
                   file=sys.stderr)
         _print_summary(summary_rows(conn, ids))
+        refresh_and_report(conn, ids)
     return 0
 
 
