@@ -65,7 +65,8 @@ def _winners(node: Any, label: str, limit: int = 2) -> list[str]:
         if isinstance(item, dict) and item.get("significance") == "above":
             rate = item.get("conversion_rate")
             rate_text = f"{float(rate):.1%}" if isinstance(rate, int | float | str) and rate != "" else "?"
-            out.append(f"{item.get(label)} {rate_text} ({item.get('conversions')} of {item.get('sample')})")
+            name = f"{item.get(label)}:00" if label == "hour" else str(item.get(label))
+            out.append(f"{name} {rate_text} ({item.get('conversions')} of {item.get('sample')})")
         if len(out) >= limit:
             break
     return out
@@ -82,8 +83,10 @@ def learned_summary(patterns: dict[str, Any]) -> list[str]:
     when = patterns.get("when") or {}
     how = patterns.get("how") or {}
     lines = [
+        "    per lead (booked / leads with an outcome):",
         _line("titles", _winners(who.get("title_rankings"), "title")),
         _line("industries", _winners(who.get("industry_rankings"), "industry")),
+        "    per touch (touches that became the booking / touches sent):",
         _line("subjects", _winners((what.get("subject_patterns") or {}).get("rankings")
                                    or (what.get("subject_patterns") or {}).get("winning"), "pattern")),
         _line("pain points", _winners((what.get("pain_points") or {}).get("rankings")
@@ -92,17 +95,15 @@ def learned_summary(patterns: dict[str, Any]) -> list[str]:
                                           or (what.get("ctas") or {}).get("effective"), "cta")),
         _line("local days", _winners(when.get("best_days"), "day")),
         _line("local hours", _winners(when.get("best_hours"), "hour")),
-        _line("sequences", [" > ".join(map(str, w.split(" > "))) for w in _winners(
-            [dict(x, seq=" > ".join(x.get("sequence") or [])) for x in how.get("winning_sequences") or []
-             if isinstance(x, dict)], "seq")]),
+        "    per lead exposed to the sequence:",
+        _line("sequences", _winners(
+            [dict(x, seq=" > ".join(map(str, x.get("sequence") or []))) for x in how.get("winning_sequences") or []
+             if isinstance(x, dict)], "seq")),
     ]
     learning = who.get("weight_learning") or {}
     if learning:
-        applied = "applied" if learning.get("applied") else "kept the weights in force"
-        auc = ""
-        if learning.get("auc_current") is not None and learning.get("auc_candidate") is not None:
-            auc = f" (held-out AUC {float(learning['auc_current']):.3f} -> {float(learning['auc_candidate']):.3f})"
-        lines.append(f"    {'ALS weights':<22}{applied}{auc}: {learning.get('reason', '')}")
+        applied = "new weights applied" if learning.get("applied") else "kept the weights in force"
+        lines.append(f"    {'ALS weights':<22}{applied}: {learning.get('reason', '')}")
     warnings = [w for p in (who, what, when, how) for w in (p.get("health_warnings") or [])]
     if warnings:
         lines.append(f"    {'warnings':<22}" + "; ".join(sorted(set(map(str, warnings)))))

@@ -4,8 +4,9 @@
 -- Beta prior fitted to the segments of the same ranking, shrinking small
 -- segments toward the baseline) and a Wilson score interval at a family-wise
 -- 95% level (Bonferroni over the segments ranked together). A segment is
--- 'above' or 'below' the baseline only when its interval excludes it; only
--- those may be named winners or losers.
+-- 'above' or 'below' the baseline only when its interval excludes it (and it
+-- rests on at least 5 bookings, or 5 expected ones for a loser); only those
+-- may be named winners or losers.
 
 -- Inverse of the standard normal CDF (Acklam's rational approximation,
 -- relative error below 1.2e-9), for the interval's z.
@@ -139,9 +140,12 @@ as $$
       'ci_high', round(least(x.centre + x.half, 1)::numeric, 4),
       'lift', case when p_baseline > 0 then round((x.rate / p_baseline)::numeric, 2) end,
       'smoothed_lift', case when p_baseline > 0 then round((x.smoothed / p_baseline)::numeric, 2) end,
+      -- A winner needs at least 5 bookings of its own, a loser a sample in which
+      -- the baseline would have expected at least 5: below that, an interval on a
+      -- handful of events is too fragile to act on.
       'significance', case
-        when x.centre - x.half > p_baseline then 'above'
-        when x.centre + x.half < p_baseline then 'below'
+        when x.centre - x.half > p_baseline and x.c >= 5 then 'above'
+        when x.centre + x.half < p_baseline and x.n * p_baseline >= 5 then 'below'
         else 'none'
       end,
       'prior_strength', round(x.kappa::numeric, 1)
