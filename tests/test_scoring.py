@@ -169,6 +169,14 @@ def new_client(conn: Conn, learned: dict[str, float] | None = None) -> uuid.UUID
     return client
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _cleanup(dsn: str) -> Iterator[None]:
+    """Remove this module's clients afterwards (other tests refresh every client)."""
+    yield
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("delete from public.clients where name in ('ALS oracle', 'ALS generated 1')")
+
+
 @pytest.mark.parametrize(
     "learned",
     [None, {"data_quality": 0.1234, "authority": 0.3, "company_fit": 0.2766, "timing": 0.15},

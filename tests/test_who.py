@@ -17,6 +17,7 @@ import calendar
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,15 +59,19 @@ def _generate(conn: Conn, prefix: str, seed: int, leads: int, effects: Effects) 
 
 
 @pytest.fixture(scope="module")
-def world(dsn: str) -> World:
+def world(dsn: str) -> Iterator[World]:
     timing = Effects.only("funded", "hiring", "new_role")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return World(
+        w = World(
             planted=_generate(conn, "WHO planted", 41, 3000, Effects.planted()),
             nulls=[_generate(conn, f"WHO null {seed}", seed, 1500, Effects.none()) for seed in (51, 52, 53)],
             timing_train=_generate(conn, "WHO timing", 61, 3000, timing),
             timing_test=_generate(conn, "WHO heldout", 62, 3000, timing),
         )
+        yield w
+        # Leave no large clients behind for the tests that refresh every client.
+        conn.execute("delete from public.clients where id = any(%s)",
+                     ([w.planted, *w.nulls, w.timing_train, w.timing_test],))
 
 
 def who(conn: Conn, client: uuid.UUID) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 -- PostgreSQL's default EXECUTE for PUBLIC, so each function of ci_private would
 -- otherwise be callable by anyone who reaches the schema. This sweep revokes
 -- that default everywhere in ci_private, then grants:
---   * invoker helpers (they can do nothing the caller could not do anyway) to
---     authenticated and service_role, because triggers and API functions that
---     run as the caller call them;
+--   * invoker SQL and PL/pgSQL helpers (they can do nothing the caller could not
+--     do anyway) to authenticated and service_role, because triggers and API
+--     functions that run as the caller call them; PL/Python functions (the
+--     CPU-heavy weight fit) are left to the functions that call them;
 --   * security definer helpers only where their own migration granted them,
 --     per signature.
 -- Public API functions are granted per signature in their own migrations.
@@ -22,8 +23,9 @@ declare
   n integer := 0;
 begin
   for f in
-    select p.oid::regprocedure as sig, p.prosecdef
+    select p.oid::regprocedure as sig, p.prosecdef, l.lanname
     from pg_catalog.pg_proc as p
+    join pg_catalog.pg_language as l on l.oid = p.prolang
     where p.pronamespace = 'ci_private'::regnamespace
       and not exists (
         select 1 from pg_catalog.pg_depend as d
@@ -31,8 +33,10 @@ begin
       )
   loop
     execute format('revoke execute on function %s from public, anon', f.sig);
-    if not f.prosecdef then
+    if not f.prosecdef and f.lanname in ('sql', 'plpgsql') then
       execute format('grant execute on function %s to authenticated, service_role', f.sig);
+    elsif not f.prosecdef then
+      execute format('revoke execute on function %s from authenticated', f.sig);
     end if;
     n := n + 1;
   end loop;
