@@ -95,10 +95,13 @@ def learned_summary(patterns: dict[str, Any]) -> list[str]:
                                           or (what.get("ctas") or {}).get("effective"), "cta")),
         _line("local days", _winners(when.get("best_days"), "day")),
         _line("local hours", _winners(when.get("best_hours"), "hour")),
-        "    per lead exposed to the sequence:",
-        _line("sequences", _winners(
-            [dict(x, seq=" > ".join(map(str, x.get("sequence") or []))) for x in how.get("winning_sequences") or []
-             if isinstance(x, dict)], "seq")),
+        "    channel sequences (each step judged only over leads that reached it):",
+        _line("sequences", [
+            f"{' > '.join(map(str, x.get('sequence') or []))}: {float(x.get('booking_probability') or 0):.1%} "
+            f"of leads sent down it book ({x.get('sample_size')} leads)"
+            for x in (how.get("winning_sequences") or [])[:2]
+            if isinstance(x, dict) and x.get("significance") == "above"
+        ]),
     ]
     learning = who.get("weight_learning") or {}
     if learning:
