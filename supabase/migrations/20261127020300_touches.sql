@@ -263,3 +263,36 @@ $$;
 
 revoke execute on function ci_private.ensure_touches(uuid) from public, anon, authenticated;
 grant execute on function ci_private.ensure_touches(uuid) to service_role;
+
+-- Pure helpers: anyone who may run the detectors' SQL may run them.
+revoke execute on function ci_private.channel_code(text) from public, anon;
+revoke execute on function ci_private.channel_name(integer) from public, anon;
+revoke execute on function ci_private.tier_code(text) from public, anon;
+revoke execute on function ci_private.tier_name(integer) from public, anon;
+revoke execute on function ci_private.day_name(integer) from public, anon;
+revoke execute on function ci_private.channel_count(integer) from public, anon;
+revoke execute on function ci_private.sequence_channels(integer, integer) from public, anon;
+revoke execute on function ci_private.json_type_is(jsonb, text) from public, anon;
+revoke execute on function ci_private.json_text(jsonb) from public, anon;
+revoke execute on function ci_private.json_bool(jsonb) from public, anon;
+revoke execute on function ci_private.text_bool(text) from public, anon;
+revoke execute on function ci_private.json_int(jsonb) from public, anon;
+revoke execute on function ci_private.label_text(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb) from public, anon;
+revoke execute on function ci_private.pattern_confidence(bigint) from public, anon;
+revoke execute on function ci_private.significant(jsonb, text) from public, anon;
+grant execute on function ci_private.channel_code(text) to authenticated, service_role;
+grant execute on function ci_private.channel_name(integer) to authenticated, service_role;
+grant execute on function ci_private.tier_code(text) to authenticated, service_role;
+grant execute on function ci_private.tier_name(integer) to authenticated, service_role;
+grant execute on function ci_private.day_name(integer) to authenticated, service_role;
+grant execute on function ci_private.channel_count(integer) to authenticated, service_role;
+grant execute on function ci_private.sequence_channels(integer, integer) to authenticated, service_role;
+grant execute on function ci_private.json_type_is(jsonb, text) to authenticated, service_role;
+grant execute on function ci_private.json_text(jsonb) to authenticated, service_role;
+grant execute on function ci_private.json_bool(jsonb) to authenticated, service_role;
+grant execute on function ci_private.text_bool(text) to authenticated, service_role;
+grant execute on function ci_private.json_int(jsonb) to authenticated, service_role;
+grant execute on function ci_private.label_text(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb)
+to authenticated, service_role;
+grant execute on function ci_private.pattern_confidence(bigint) to authenticated, service_role;
+grant execute on function ci_private.significant(jsonb, text) to authenticated, service_role;

@@ -423,3 +423,13 @@ revoke execute on function ci_private.what_patterns() from public, anon, authent
 revoke execute on function public.detect_what_patterns(uuid) from public, anon;
 grant execute on function ci_private.what_patterns() to service_role;
 grant execute on function public.detect_what_patterns(uuid) to authenticated, service_role;
+
+-- Pure helpers: anyone who may run the detectors' SQL may run them.
+revoke execute on function ci_private.normalize_template(text) from public, anon;
+revoke execute on function ci_private.normalize_label(text) from public, anon;
+revoke execute on function ci_private.length_bucket(integer, integer, integer) from public, anon;
+revoke execute on function ci_private.optimal_length(jsonb, text) from public, anon;
+grant execute on function ci_private.normalize_template(text) to authenticated, service_role;
+grant execute on function ci_private.normalize_label(text) to authenticated, service_role;
+grant execute on function ci_private.length_bucket(integer, integer, integer) to authenticated, service_role;
+grant execute on function ci_private.optimal_length(jsonb, text) to authenticated, service_role;
