@@ -133,7 +133,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_now timestamptz := pg_catalog.clock_timestamp();
+  v_now timestamptz;
   v_who jsonb;
   v_what jsonb;
   v_when jsonb;
@@ -146,6 +146,9 @@ begin
   -- Two refreshes of one client never interleave: the second waits, then
   -- recomputes over the data as it then is.
   perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ci_refresh'), pg_catalog.hashtext(p_client_id::text));
+  -- The time is read once the lock is held, so the later refresh always
+  -- stores the later computed_at.
+  v_now := pg_catalog.clock_timestamp();
 
   -- One shared snapshot of the client's touches for the four detectors.
   perform ci_private.prepare_touches(p_client_id);
