@@ -12,6 +12,17 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_db_config
 
+# As root the server runs as the postgres OS user, which must reach the data
+# directory. A checkout it cannot reach (under /root, say) gets its cluster
+# under /var/lib/conversion-intel instead, at a path fixed by the checkout.
+if [[ "$(id -u)" == "0" && -z "${CI_DB_DATA_DIR:-}" ]]; then
+  mkdir -p "$(dirname "$DB_DATA")"
+  if ! runuser -u postgres -- test -x "$(dirname "$DB_DATA")" 2>/dev/null; then
+    DB_DATA="/var/lib/conversion-intel/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/$(basename "$DB_DATA")"
+    export DB_DATA
+  fi
+fi
+
 PY_DIR="$(dirname "$DB_DATA")/python-${DB_PORT}"
 LOG_FILE="$(dirname "$DB_DATA")/postgres-${DB_PORT}.log"
 

@@ -71,7 +71,8 @@ target_url() {
 # as_pg_owner CMD...: run a command as the OS user that owns the cluster.
 as_pg_owner() {
   if [[ "$(id -u)" == "0" ]]; then
-    runuser -u postgres -- "$@"
+    # From / : the caller's folder may be one the postgres user cannot enter.
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
