@@ -155,6 +155,15 @@ as $$
   from scored as x
 $$;
 
+-- The rule that names winners and losers, in words, for the patterns' metadata.
+create or replace function ci_private.winner_rule()
+returns text
+language sql immutable parallel safe
+as $$
+  select 'a segment is named only when its family-wise 95% interval excludes the baseline rate '
+    || 'and it rests on at least 5 bookings (a loser: 5 expected at the baseline rate)'
+$$;
+
 grant execute on function ci_private.normal_quantile(double precision) to authenticated, service_role;
 grant execute on function ci_private.rate_table(jsonb, double precision, integer, double precision)
 to authenticated, service_role;

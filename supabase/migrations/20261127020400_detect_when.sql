@@ -274,7 +274,7 @@ begin
       'baseline_rate', v_stats -> 'baseline_rate',
       'min_sample', v_stats -> 'min_sample',
       'leads', v_stats -> 'leads',
-      'winner_rule', 'a segment is named only when its family-wise 95% interval excludes the baseline rate',
+      'winner_rule', ci_private.winner_rule(),
       'skipped', (select m.skipped from pg_temp.ci_touch_meta as m)
     )
   ) || case when v_enough then '{}'::jsonb else jsonb_build_object(

@@ -409,7 +409,7 @@ begin
       'bookings', v_bookings,
       'baseline_rate', v_stats -> 'baseline_rate',
       'min_sample', v_stats -> 'min_sample',
-      'winner_rule', 'a segment is named only when its family-wise 95% interval excludes the baseline rate',
+      'winner_rule', ci_private.winner_rule(),
       'skipped', v_meta.skipped
     )
   ) || case when v_enough then '{}'::jsonb else jsonb_build_object(
