@@ -26,10 +26,12 @@
 
 -- Per-touch WHEN statistics of the prepared relation.
 -- security definer: reads the temporary per-touch relation its caller prepared.
+-- jit: compiling these one-off queries costs more than it saves.
 create or replace function ci_private.when_patterns()
 returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
+set jit = off
 as $$
 declare
   v_min integer := 30;
@@ -49,13 +51,10 @@ begin
   perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
   perform 'PRAGMA:TABLE: ci_touch_leads (like ci_private.touch_lead)';
 
-  -- One pass over the touches: every dimension at once.
-  with agg as (
+  -- One pass over the trials into their distinct (day, hour, position, gap)
+  -- combinations, then every dimension of those.
+  with combos as (
     select
-      grouping(t.local_dow) as g_dow,
-      grouping(t.local_hour) as g_hour,
-      grouping(least(t.position, 7)) as g_pos,
-      grouping(g.bucket) as g_gap,
       t.local_dow,
       t.local_hour,
       least(t.position, 7) as pos,
@@ -79,7 +78,23 @@ begin
         end as label
     ) as g
     where t.booked is not null
-    group by grouping sets ((t.local_dow), (t.local_hour), (least(t.position, 7)), (g.bucket, g.label), ())
+    group by 1, 2, 3, 4, 5
+  ),
+  agg as (
+    select
+      grouping(x.local_dow) as g_dow,
+      grouping(x.local_hour) as g_hour,
+      grouping(x.pos) as g_pos,
+      grouping(x.bucket) as g_gap,
+      x.local_dow,
+      x.local_hour,
+      x.pos,
+      x.bucket,
+      x.label,
+      sum(x.n)::bigint as n,
+      sum(x.c)::bigint as c
+    from combos as x
+    group by grouping sets ((x.local_dow), (x.local_hour), (x.pos), (x.bucket, x.label), ())
   )
   select
     max(a.n) filter (where a.g_dow = 1 and a.g_hour = 1 and a.g_pos = 1 and a.g_gap = 1),

@@ -30,10 +30,12 @@
 
 -- Per-touch HOW statistics of the prepared relation.
 -- security definer: reads the temporary per-touch relation its caller prepared.
+-- jit: compiling these one-off queries costs more than it saves.
 create or replace function ci_private.how_patterns()
 returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
+set jit = off
 as $$
 declare
   v_min integer := 30;
@@ -52,7 +54,9 @@ begin
     drop table pg_temp.ci_how_agg;
   end if;
 
-  -- One pass over the touches: every grouping at once.
+  -- One pass over the touches into their distinct combinations (tens of
+  -- thousands at most: the sequence code fixes channel, first channel and
+  -- channels so far up to touch six), then every grouping of those.
   create temp table ci_how_agg on commit drop as
   select
     grouping(t.channel) as g_channel,
@@ -67,13 +71,27 @@ begin
     t.channel_mask,
     t.position,
     t.prefix_code,
-    count(t.booked) as n,
-    coalesce(sum(t.booked), 0) as c,
-    count(*) filter (where t.position = 1) as leads,
-    count(*) filter (where t.position = 1 and t.outcome is not null) as leads_decided,
-    count(*) filter (where t.position = 1 and t.outcome = 1) as leads_converted
-  from pg_temp.ci_touches as t
-  where t.position is not null
+    sum(t.n)::bigint as n,
+    sum(t.c)::bigint as c,
+    sum(t.leads)::bigint as leads,
+    sum(t.leads_decided)::bigint as leads_decided,
+    sum(t.leads_converted)::bigint as leads_converted
+  from (
+    select
+      x.channel,
+      x.tier,
+      x.first_channel,
+      x.channel_mask,
+      x.position,
+      x.prefix_code,
+      count(x.booked) as n,
+      coalesce(sum(x.booked), 0) as c,
+      count(*) filter (where x.position = 1) as leads,
+      count(*) filter (where x.position = 1 and x.outcome is not null) as leads_decided,
+      count(*) filter (where x.position = 1 and x.outcome = 1) as leads_converted
+    from pg_temp.ci_touches as x
+    group by 1, 2, 3, 4, 5, 6
+  ) as t
   group by grouping sets (
     (t.channel), (t.tier, t.channel), (t.first_channel), (t.channel_mask, t.position),
     (t.tier, t.channel_mask, t.position), (t.tier, t.position), (t.tier), (t.position, t.prefix_code), (t.position), ()
@@ -207,7 +225,7 @@ begin
     from nodes as leaf
     inner join nodes as anc
       on anc.depth <= leaf.depth
-      and anc.code = leaf.code / (5 ^ (leaf.depth - anc.depth))::integer
+      and anc.code = ci_private.sequence_prefix(leaf.code, anc.depth)
     where leaf.depth = v_depth and leaf.n >= v_min_path_leads
     group by leaf.code, leaf.n
   ),

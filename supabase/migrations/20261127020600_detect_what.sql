@@ -1,9 +1,11 @@
 -- The WHAT detector (seed spec 3.2 and 4.2): which content books meetings.
--- Reads the shared per-touch relation (ci_private.ensure_touches): the content
--- features of each outbound touch from its content_snapshot (the engine's own,
--- or one derived from subject / content_preview / metadata), pain points, call
--- to action and angle from the snapshot's labels, else from the client's
--- keyword dictionary (public.conversion_keywords).
+-- Reads the content features of each outbound touch (activities.content_features,
+-- read from its content_snapshot when the touch was written: the engine's own
+-- snapshot, or one derived from subject / content_preview / metadata) and the
+-- trial outcomes of the shared per-touch relation (ci_private.ensure_touches).
+-- Pain points, call to action and angle come from the snapshot's labels, else
+-- from the client's keyword dictionary (public.conversion_keywords), read at
+-- refresh time.
 --
 -- Unit: the touch. A touch with usable content (a snapshot that is not junk,
 -- with a subject or body) is a trial; it succeeds when it is the lead's
@@ -25,25 +27,6 @@
 --     count here.
 --   personalization_lift: rate with the flag / rate without, among touches
 --     that state it (details and significance in personalization_details).
-
--- A subject template with whitespace collapsed and placeholders written {name}.
-create or replace function ci_private.normalize_template(p_text text)
-returns text
-language sql immutable parallel safe
-as $$
-  select nullif(btrim(regexp_replace(
-    regexp_replace(p_text, '\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}', '{\1}', 'g'), '\s+', ' ', 'g'
-  )), '')
-$$;
-
--- A label (pain point, call to action, angle): lower case, whitespace
--- collapsed, no trailing punctuation.
-create or replace function ci_private.normalize_label(p_text text)
-returns text
-language sql immutable parallel safe
-as $$
-  select nullif(rtrim(regexp_replace(lower(btrim(p_text)), '\s+', ' ', 'g'), '.!?,;: '), '')
-$$;
 
 -- Length bucket of a touch: [low, high) in words (email, LinkedIn) or
 -- characters (SMS); high null for the open last bucket.
@@ -108,82 +91,124 @@ as $$
   ) end
 $$;
 
--- Per-touch WHAT statistics of the prepared relation.
--- security definer: reads the temporary per-touch relation its caller prepared.
+-- Per-touch WHAT statistics of the client whose relation is prepared. One scan
+-- of the client's activities reads each touch's content features (written
+-- with the touch; read from the snapshot when missing) and its trial outcome
+-- (the lead's outcome and booking mark; the relation's no-trial touches), into
+-- one profile: a row per distinct content and channel with its trials and
+-- bookings, plus the skipped rows by kind. Every ranking regroups the profile.
+-- security definer: reads the client's activities and the temporary relation
+-- its caller prepared, after the caller's access was checked.
+-- work_mem: the hash of a large client's leads fits in memory; jit: compiling
+-- these one-off queries costs seconds and saves less.
 create or replace function ci_private.what_patterns()
 returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
+set work_mem = '256MB'
+set jit = off
 as $$
 declare
   v_min integer := 30;
+  v_client uuid;
   v_base double precision;
   v_trials bigint;
   v_conversions bigint;
   v_result jsonb;
 begin
   perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
-  perform 'PRAGMA:TABLE: ci_what_agg (g_subject integer, g_pain integer, g_cta integer, g_angle integer, g_length integer, g_company integer, g_news integer, g_mutual integer, g_industry integer, g_level integer, subject text, pain_points jsonb, cta text, angle text, channel smallint, bucket int4range, pers_company boolean, pers_news boolean, pers_mutual boolean, pers_industry boolean, pers_level integer, n bigint, c bigint, derived bigint)';
+  perform 'PRAGMA:TABLE: ci_touch_leads (like ci_private.touch_lead)';
+  perform 'PRAGMA:TABLE: ci_touch_meta (client_id uuid, built_at timestamptz, leads integer, touches integer, decided_leads integer, skipped jsonb)';
+  perform 'PRAGMA:TABLE: ci_no_trial (touch_id uuid)';
+  perform 'PRAGMA:TABLE: ci_what_profile (kind text, junk_reason text, subject text, pain_points text[], cta text, angle text, channel smallint, bucket int4range, pers_company boolean, pers_news boolean, pers_mutual boolean, pers_industry boolean, pers_level integer, n bigint, c bigint, derived bigint)';
 
-  if pg_catalog.to_regclass('pg_temp.ci_what_agg') is not null then
-    drop table pg_temp.ci_what_agg;
+  select m.client_id into v_client from pg_temp.ci_touch_meta as m;
+  if pg_catalog.to_regclass('pg_temp.ci_what_profile') is not null then
+    drop table pg_temp.ci_what_profile;
+  end if;
+  if pg_catalog.to_regclass('pg_temp.ci_no_trial') is not null then
+    drop table pg_temp.ci_no_trial;
   end if;
 
-  -- One pass over the content touches: every grouping at once.
-  create temp table ci_what_agg on commit drop as
-  select
-    grouping(x.subject) as g_subject,
-    grouping(t.pain_points) as g_pain,
-    grouping(t.cta) as g_cta,
-    grouping(t.angle) as g_angle,
-    grouping(t.channel, x.bucket) as g_length,
-    grouping(t.pers_company) as g_company,
-    grouping(t.pers_news) as g_news,
-    grouping(t.pers_mutual) as g_mutual,
-    grouping(t.pers_industry) as g_industry,
-    grouping(x.pers_level) as g_level,
-    x.subject,
-    t.pain_points,
-    t.cta,
-    t.angle,
-    t.channel,
-    x.bucket,
-    t.pers_company,
-    t.pers_news,
-    t.pers_mutual,
-    t.pers_industry,
-    x.pers_level,
-    count(*) as n,
-    sum(t.booked) as c,
-    count(*) filter (where t.derived) as derived
-  from pg_temp.ci_touches as t
-  cross join lateral (
-    select
-      case when t.channel = 1 then t.subject end as subject,
-      ci_private.length_bucket(t.channel, t.word_count, t.char_count) as bucket,
-      least(t.pers_level, 4) as pers_level
-  ) as x
-  where t.booked is not null and t.has_text and t.junk_reason is null
-  group by grouping sets (
-    (x.subject), (t.pain_points), (t.cta), (t.angle), (t.channel, x.bucket), (t.pers_company), (t.pers_news),
-    (t.pers_mutual), (t.pers_industry), (x.pers_level), ()
-  );
+  -- The touches that are no trial: after a booking, or an open lead's last.
+  create temp table ci_no_trial on commit drop as
+  select t.touch_id from pg_temp.ci_touches as t where t.booked is null;
+  analyze pg_temp.ci_no_trial;
 
-  select a.n, a.c into v_trials, v_conversions
-  from pg_temp.ci_what_agg as a
-  where a.g_subject = 1 and a.g_pain = 1 and a.g_cta = 1 and a.g_angle = 1 and a.g_length = 3
-    and a.g_company = 1 and a.g_news = 1 and a.g_mutual = 1 and a.g_industry = 1 and a.g_level = 1;
+  -- One scan groups the client's touches by their content features as they
+  -- are stored (a few hundred distinct values for a templated client), with
+  -- what decides whether a touch is a trial; the keys are unpacked, and labels
+  -- missing from a snapshot read from the dictionary, once per group.
+  create temp table ci_what_profile on commit drop as
+  with grouped as materialized (
+    select
+      ci_private.is_outbound_action(a.action) as outbound,
+      ci_private.channel_code(a.channel) as channel,
+      a.id in (select nt.touch_id from pg_temp.ci_no_trial as nt) as no_trial,
+      coalesce(a.content_features, ci_private.content_features_of(a.content_snapshot)) as x,
+      case when (coalesce(a.content_features, ci_private.content_features_of(a.content_snapshot))).needs_labels
+        then ci_private.snapshot_label_text(a.content_snapshot)
+      end as label_text,
+      count(*) as n,
+      count(*) filter (where l.outcome = 1 and a.led_to_booking) as c
+    from public.activities as a
+    inner join pg_temp.ci_touch_leads as l on l.lead_id = a.lead_id
+    where a.client_id = v_client
+      and (a.content_snapshot is not null or a.content_features is not null)
+    group by 1, 2, 3, 4, 5
+  ),
+  kinds as (
+    select
+      g.*,
+      case
+        when not g.outbound then 'not_outbound'
+        when g.channel is null then 'unknown_channel'
+        when (g.x).junk_reason is not null then 'junk'
+        when not (g.x).has_text then 'no_text'
+        when g.no_trial then 'no_trial'
+        else 'trial'
+      end as kind,
+      case when g.label_text is not null then ci_private.keyword_labels(v_client, g.label_text) end as labels
+    from grouped as g
+  )
+  select
+    k.kind,
+    case when k.kind = 'junk' then (k.x).junk_reason end as junk_reason,
+    case when k.kind = 'trial' and k.channel = 1 then (k.x).subject end as subject,
+    case when k.kind = 'trial' then coalesce((k.x).pain_points, ci_private.label_array(k.labels -> 'pain_points')) end
+      as pain_points,
+    case when k.kind = 'trial' then coalesce((k.x).cta, ci_private.normalize_label(k.labels ->> 'cta')) end as cta,
+    case when k.kind = 'trial' then coalesce((k.x).angle, ci_private.normalize_label(k.labels ->> 'angle')) end as angle,
+    case when k.kind = 'trial' then k.channel end as channel,
+    case when k.kind = 'trial' then ci_private.length_bucket(k.channel, (k.x).word_count, (k.x).char_count) end as bucket,
+    case when k.kind = 'trial' then (k.x).pers_company end as pers_company,
+    case when k.kind = 'trial' then (k.x).pers_news end as pers_news,
+    case when k.kind = 'trial' then (k.x).pers_mutual end as pers_mutual,
+    case when k.kind = 'trial' then (k.x).pers_industry end as pers_industry,
+    case when k.kind = 'trial' then least((k.x).pers_level, 4) end as pers_level,
+    k.n,
+    case when k.kind = 'trial' then k.c else 0 end as c,
+    case when k.kind = 'trial' and (k.x).derived then k.n else 0 end as derived
+  from kinds as k;
+
+  select sum(p.n), sum(p.c) into v_trials, v_conversions
+  from pg_temp.ci_what_profile as p
+  where p.kind = 'trial';
   v_base := v_conversions::double precision / nullif(v_trials, 0);
 
   with
+  trials as (
+    select p.* from pg_temp.ci_what_profile as p where p.kind = 'trial'
+  ),
   subjects as (
     select
-      lower(ci_private.normalize_template(a.subject)) as key,
-      (array_agg(ci_private.normalize_template(a.subject) order by a.n desc, a.subject))[1] as pattern,
-      sum(a.n) as n,
-      sum(a.c) as c
-    from pg_temp.ci_what_agg as a
-    where a.g_subject = 0 and ci_private.normalize_template(a.subject) is not null
+      lower(p.subject) as key,
+      (array_agg(p.subject order by p.n desc, p.subject))[1] as pattern,
+      sum(p.n) as n,
+      sum(p.c) as c
+    from (
+      select t.subject, sum(t.n) as n, sum(t.c) as c from trials as t where t.subject is not null group by t.subject
+    ) as p
     group by 1
   ),
   subject_rows as (
@@ -194,12 +219,9 @@ begin
     from subjects as s
   ),
   pains as (
-    select ci_private.normalize_label(e.value #>> '{}') as label, sum(a.n) as n, sum(a.c) as c
-    from pg_temp.ci_what_agg as a
-    cross join lateral (
-      select distinct p.value from jsonb_array_elements(a.pain_points) as p (value) where jsonb_typeof(p.value) = 'string'
-    ) as e
-    where a.g_pain = 0 and jsonb_typeof(a.pain_points) = 'array'
+    select e.label, sum(t.n) as n, sum(t.c) as c
+    from trials as t
+    cross join lateral unnest(t.pain_points) as e (label)
     group by 1
   ),
   pain_rows as (
@@ -211,13 +233,9 @@ begin
       )), '[]'::jsonb), v_base, v_min
     ) as ranked
     from pains as p
-    where p.label is not null
   ),
   ctas as (
-    select ci_private.normalize_label(a.cta) as label, sum(a.n) as n, sum(a.c) as c
-    from pg_temp.ci_what_agg as a
-    where a.g_cta = 0 and ci_private.normalize_label(a.cta) is not null
-    group by 1
+    select t.cta as label, sum(t.n) as n, sum(t.c) as c from trials as t where t.cta is not null group by 1
   ),
   cta_rows as (
     select ci_private.rate_table(
@@ -227,10 +245,7 @@ begin
     from ctas as x
   ),
   angles as (
-    select ci_private.normalize_label(a.angle) as label, sum(a.n) as n, sum(a.c) as c
-    from pg_temp.ci_what_agg as a
-    where a.g_angle = 0 and ci_private.normalize_label(a.angle) is not null
-    group by 1
+    select t.angle as label, sum(t.n) as n, sum(t.c) as c from trials as t where t.angle is not null group by 1
   ),
   angle_rows as (
     select ci_private.rate_table(
@@ -239,22 +254,37 @@ begin
     ) as ranked
     from angles as x
   ),
+  buckets as (
+    select t.channel, t.bucket, sum(t.n) as n, sum(t.c) as c
+    from trials as t
+    where t.bucket is not null
+    group by 1, 2
+  ),
   lengths as (
     select
-      a.channel,
+      b.channel,
       ci_private.rate_table(
         jsonb_agg(jsonb_build_object(
-          'range', case when upper(a.bucket) is null then lower(a.bucket) || '+'
-            else lower(a.bucket) || '-' || (upper(a.bucket) - 1) end,
-          'range_min', lower(a.bucket), 'range_max', upper(a.bucket) - 1,
-          'conversions', a.c, 'sample', a.n
+          'range', case when upper(b.bucket) is null then lower(b.bucket) || '+'
+            else lower(b.bucket) || '-' || (upper(b.bucket) - 1) end,
+          'range_min', lower(b.bucket), 'range_max', upper(b.bucket) - 1,
+          'conversions', b.c, 'sample', b.n
         )),
-        sum(a.c)::double precision / nullif(sum(a.n), 0),
+        sum(b.c)::double precision / nullif(sum(b.n), 0),
         v_min
       ) as ranked
-    from pg_temp.ci_what_agg as a
-    where a.g_length = 0 and a.bucket is not null
-    group by a.channel
+    from buckets as b
+    group by b.channel
+  ),
+  flag_values as (
+    select v.flag, v.value, sum(t.n) as n, sum(t.c) as c
+    from trials as t
+    cross join lateral (
+      values ('company_mention', t.pers_company), ('recent_news', t.pers_news),
+      ('mutual_connection', t.pers_mutual), ('industry_specific', t.pers_industry)
+    ) as v (flag, value)
+    where v.value is not null
+    group by 1, 2
   ),
   flags as (
     select
@@ -263,19 +293,7 @@ begin
         jsonb_agg(jsonb_build_object('with', f.value, 'conversions', f.c, 'sample', f.n)),
         sum(f.c)::double precision / nullif(sum(f.n), 0), v_min
       ) as ranked
-    from (
-      select 'company_mention' as flag, a.pers_company as value, a.n, a.c from pg_temp.ci_what_agg as a
-      where a.g_company = 0 and a.pers_company is not null
-      union all
-      select 'recent_news', a.pers_news, a.n, a.c from pg_temp.ci_what_agg as a
-      where a.g_news = 0 and a.pers_news is not null
-      union all
-      select 'mutual_connection', a.pers_mutual, a.n, a.c from pg_temp.ci_what_agg as a
-      where a.g_mutual = 0 and a.pers_mutual is not null
-      union all
-      select 'industry_specific', a.pers_industry, a.n, a.c from pg_temp.ci_what_agg as a
-      where a.g_industry = 0 and a.pers_industry is not null
-    ) as f
+    from flag_values as f
     group by f.flag
   ),
   flag_lifts as (
@@ -288,21 +306,28 @@ begin
   levels as (
     select ci_private.rate_table(
       coalesce(jsonb_agg(jsonb_build_object(
-        'level', case when a.pers_level >= 4 then '4+' else a.pers_level::text end,
-        'conversions', a.c, 'sample', a.n
+        'level', case when x.pers_level >= 4 then '4+' else x.pers_level::text end,
+        'conversions', x.c, 'sample', x.n
       )), '[]'::jsonb), v_base, v_min
     ) as ranked
-    from pg_temp.ci_what_agg as a
-    where a.g_level = 0 and a.pers_level is not null
+    from (
+      select t.pers_level, sum(t.n) as n, sum(t.c) as c from trials as t where t.pers_level is not null group by 1
+    ) as x
+  ),
+  skipped as (
+    select
+      coalesce(sum(p.n) filter (where p.kind = 'junk'), 0) as junk,
+      coalesce(sum(p.n) filter (where p.kind = 'not_outbound'), 0) as not_outbound,
+      coalesce(sum(p.n) filter (where p.kind = 'junk' and p.junk_reason = 'not_object'), 0) as not_object,
+      coalesce(sum(p.n) filter (where p.kind = 'junk' and p.junk_reason = 'wrong_type'), 0) as wrong_type,
+      coalesce(sum(p.n) filter (where p.kind = 'junk' and p.junk_reason = 'empty'), 0) as empty,
+      coalesce(sum(p.n) filter (where p.kind = 'junk' and p.junk_reason = 'oversized'), 0) as oversized
+    from pg_temp.ci_what_profile as p
   )
   select jsonb_build_object(
     'trials', coalesce(v_trials, 0),
     'conversions', coalesce(v_conversions, 0),
-    'derived_trials', (
-      select a.derived from pg_temp.ci_what_agg as a
-      where a.g_subject = 1 and a.g_pain = 1 and a.g_cta = 1 and a.g_angle = 1 and a.g_length = 3
-        and a.g_company = 1 and a.g_news = 1 and a.g_mutual = 1 and a.g_industry = 1 and a.g_level = 1
-    ),
+    'derived_trials', (select coalesce(sum(t.derived), 0) from trials as t),
     'baseline_rate', round(v_base::numeric, 4),
     'min_sample', v_min,
     'subject_rankings', (select s.ranked from subject_rows as s),
@@ -328,11 +353,22 @@ begin
       ))
       from flag_lifts as fl
     ), '{}'::jsonb),
-    'personalization_level_rankings', (select lv.ranked from levels as lv)
+    'personalization_level_rankings', (select lv.ranked from levels as lv),
+    'skipped', (
+      select jsonb_build_object(
+        'junk_snapshot', sk.junk,
+        'not_outbound_with_snapshot', sk.not_outbound,
+        'junk_by_reason', jsonb_build_object(
+          'not_object', sk.not_object, 'wrong_type', sk.wrong_type, 'empty', sk.empty, 'oversized', sk.oversized
+        )
+      )
+      from skipped as sk
+    )
   )
   into v_result;
 
-  drop table pg_temp.ci_what_agg;
+  drop table pg_temp.ci_what_profile;
+  drop table pg_temp.ci_no_trial;
   return v_result;
 end
 $$;
@@ -350,6 +386,7 @@ as $$
 declare
   v_stats jsonb;
   v_meta record;
+  v_skipped jsonb;
   v_sample bigint;
   v_bookings bigint;
   v_enough boolean;
@@ -361,6 +398,7 @@ begin
   select m.skipped, m.touches, m.decided_leads into v_meta from pg_temp.ci_touch_meta as m;
   v_sample := v_meta.decided_leads;
   v_stats := ci_private.what_patterns();
+  v_skipped := v_meta.skipped || (v_stats -> 'skipped');
   v_bookings := coalesce((v_stats ->> 'conversions')::bigint, 0);
   v_enough := v_bookings >= 10 and v_sample >= 30;
   if not v_enough then
@@ -410,7 +448,7 @@ begin
       'baseline_rate', v_stats -> 'baseline_rate',
       'min_sample', v_stats -> 'min_sample',
       'winner_rule', ci_private.winner_rule(),
-      'skipped', v_meta.skipped
+      'skipped', v_skipped
     )
   ) || case when v_enough then '{}'::jsonb else jsonb_build_object(
     'reason', format('insufficient data: %s bookings on touches with content, %s decided leads (need 10 and 30)',
@@ -425,11 +463,7 @@ grant execute on function ci_private.what_patterns() to service_role;
 grant execute on function public.detect_what_patterns(uuid) to authenticated, service_role;
 
 -- Pure helpers: anyone who may run the detectors' SQL may run them.
-revoke execute on function ci_private.normalize_template(text) from public, anon;
-revoke execute on function ci_private.normalize_label(text) from public, anon;
 revoke execute on function ci_private.length_bucket(integer, integer, integer) from public, anon;
 revoke execute on function ci_private.optimal_length(jsonb, text) from public, anon;
-grant execute on function ci_private.normalize_template(text) to authenticated, service_role;
-grant execute on function ci_private.normalize_label(text) to authenticated, service_role;
 grant execute on function ci_private.length_bucket(integer, integer, integer) to authenticated, service_role;
 grant execute on function ci_private.optimal_length(jsonb, text) to authenticated, service_role;

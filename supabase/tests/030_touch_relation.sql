@@ -2,9 +2,10 @@
 -- history: positions in send order, local day and hour in the lead's zone (else
 -- the campaign's, else the client's; an invalid name falls through and is
 -- counted), which touches are trials and which booked, channel masks and
--- sequence codes, and every kind of skipped row counted, never fatal.
+-- sequence codes, every kind of skipped row counted, never fatal; the content
+-- features read once when a touch is written.
 begin;
-select plan(33);
+select plan(35);
 
 create temp table k (key text primary key, id uuid not null unique);
 
@@ -100,6 +101,12 @@ select is(pg_temp.columns('pg_temp.ci_touches'), pg_temp.columns('ci_private.tou
 select is(pg_temp.columns('pg_temp.ci_touch_leads'), pg_temp.columns('ci_private.touch_lead'::regtype::text::regclass),
   'ci_touch_leads has the columns of ci_private.touch_lead');
 
+-- The content features of an activity.
+create function pg_temp.features(p_key text) returns ci_private.content_features
+language sql stable as $$
+  select a.content_features from public.activities as a where a.id = pg_temp.id(p_key)
+$$;
+
 -- Positions, local time, trials.
 select is(
   array[(pg_temp.touch('a1')).position, (pg_temp.touch('a2')).position, (pg_temp.touch('a3')).position],
@@ -142,33 +149,44 @@ select is(ci_private.sequence_channels((pg_temp.touch('a3')).prefix_code, 3), ar
   'sequence code decodes to the first three channels');
 select is((pg_temp.touch('a2')).first_channel, 1::smallint, 'first channel carried on every touch');
 
--- Content: read, derived, junk.
+-- Content features: read once when the touch is written, derived, junk.
 select is(
-  array[(pg_temp.touch('c1')).subject, (pg_temp.touch('c1')).cta, (pg_temp.touch('c1')).angle],
+  array[(pg_temp.features('c1')).subject, (pg_temp.features('c1')).cta, (pg_temp.features('c1')).angle],
   array['Question about {company}', 'worth 15 minutes', 'curiosity'], 'snapshot values read as they are'
 );
-select is((pg_temp.touch('c1')).pain_points, '["scaling"]'::jsonb, 'pain points read as an array');
-select ok((pg_temp.touch('a2')).derived and (pg_temp.touch('a2')).has_text,
+select is((pg_temp.features('c1')).pain_points, array['scaling'], 'pain points read as labels');
+select ok((pg_temp.features('a2')).derived and (pg_temp.features('a2')).has_text,
   'a touch without a snapshot gets a derived one');
-select is((pg_temp.touch('a2')).subject, 'Question about {company}', 'derived subject with the lead''s company as placeholder');
-select is((pg_temp.touch('a2')).pain_points, '["scaling"]'::jsonb, 'derived pain point from the keyword dictionary');
-select is((pg_temp.touch('a1')).junk_reason, 'oversized', '200 KB subject: junk');
-select is((pg_temp.touch('b1')).junk_reason, 'not_object', 'a JSON string: junk');
-select is((pg_temp.touch('b4')).junk_reason, 'not_object', 'an array: junk');
-select is((pg_temp.touch('b2')).junk_reason, 'wrong_type', 'wrong types: junk');
-select is((pg_temp.touch('c2')).junk_reason, 'empty', 'empty subject and body: junk');
+select is((pg_temp.features('a2')).subject, 'Question about {company}',
+  'derived subject with the lead''s company as placeholder');
+select is((pg_temp.features('a2')).pain_points, array['scaling'], 'derived pain point from the keyword dictionary');
+select is((pg_temp.features('a1')).junk_reason, 'oversized', '200 KB subject: junk');
+select is((pg_temp.features('b1')).junk_reason, 'not_object', 'a JSON string: junk');
+select is((pg_temp.features('b4')).junk_reason, 'not_object', 'an array: junk');
+select is((pg_temp.features('b2')).junk_reason, 'wrong_type', 'wrong types: junk');
+select is((pg_temp.features('c2')).junk_reason, 'empty', 'empty subject and body: junk');
 select ok((pg_temp.touch('a1')).position = 1 and (pg_temp.touch('a1')).booked = 0,
   'a junk snapshot still leaves the touch in timing and channels');
 select is(
-  (select m.skipped from pg_temp.ci_touch_meta as m) - 'junk_by_reason',
-  '{"junk_snapshot": 5, "unknown_channel": 1, "not_outbound_with_snapshot": 1, "invalid_timezone_leads": 1}'::jsonb,
-  'skipped rows counted by kind'
+  (select m.skipped from pg_temp.ci_touch_meta as m),
+  '{"unknown_channel": 1, "invalid_timezone_leads": 1}'::jsonb,
+  'the relation counts skipped touches and zones'
 );
 select is(
-  (select m.skipped -> 'junk_by_reason' from pg_temp.ci_touch_meta as m),
-  '{"not_object": 2, "wrong_type": 1, "empty": 1, "oversized": 1}'::jsonb,
-  'junk snapshots counted by reason'
+  ci_private.what_patterns() -> 'skipped',
+  '{"junk_snapshot": 5, "not_outbound_with_snapshot": 1,
+    "junk_by_reason": {"not_object": 2, "wrong_type": 1, "empty": 1, "oversized": 1}}'::jsonb,
+  'the content pass counts junk snapshots by reason and snapshots on other activities'
 );
+-- Features missing (a bulk load with the trigger disabled) are read from the snapshot.
+create temp table trials_before as select (ci_private.what_patterns() -> 'trials')::integer as n;
+alter table public.activities disable trigger activities_ci_snapshot_features;
+update public.activities set content_features = null where client_id = pg_temp.id('client');
+alter table public.activities enable trigger activities_ci_snapshot_features;
+select is((ci_private.what_patterns() -> 'trials')::integer, (select t.n from trials_before as t),
+  'touches whose features are missing are read from their snapshots');
+update public.activities set content_features = null where id = pg_temp.id('c1');
+select is((pg_temp.features('c1')).cta, 'worth 15 minutes', 'an update of the features recomputes them');
 
 -- Rebuilt for a later statement: a new touch shows up.
 select pg_temp.act('c4', 'c', 'sms', 'sent', '2026-07-12 14:00+00');
