@@ -16,9 +16,12 @@
 -- of the dictionary applies at once; the features say so (needs_labels).
 -- Derived snapshots carry the labels read when they were derived.
 --
--- Rows stored before this migration are filled by it; a row whose features are
--- missing for any other reason (the trigger disabled during a bulk load) is
--- read from its snapshot at refresh time, so the result never depends on it.
+-- Rows stored before this migration (or written with the trigger disabled)
+-- are not rewritten here: on a large host table that would hold writes for
+-- many minutes. A small partial index finds them; each client's refresh fills
+-- its own (ci_private.fill_content_features) before reading, and a row still
+-- missing its features is read from its snapshot, so results never depend on
+-- whether the fill has run.
 
 -- A subject template with whitespace collapsed and placeholders written {name}.
 create or replace function ci_private.normalize_template(p_text text)
@@ -253,10 +256,34 @@ begin
 end
 $$;
 
--- Rows stored before this migration.
-update public.activities
-set content_features = ci_private.content_features_of(content_snapshot)
-where content_snapshot is not null and content_features is null;
+-- The touches whose features are still to be read (stored before this
+-- migration or with the trigger disabled); empty once filled.
+create index if not exists activities_ci_features_missing_idx
+on public.activities (client_id) where content_snapshot is not null and content_features is null;
+
+-- Read the missing content features of a client's stored touches; returns how
+-- many were filled. Run by each refresh before it reads (cheap when none are
+-- missing: the partial index is then empty).
+-- security definer: a repair over one client's rows run by the refresh, which
+-- has checked the caller's write access; it only ever sets content_features.
+create or replace function ci_private.fill_content_features(p_client_id uuid)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_count integer;
+begin
+  update public.activities as a
+  set content_features = ci_private.content_features_of(a.content_snapshot)
+  where a.client_id = p_client_id
+    and a.content_snapshot is not null
+    and a.content_features is null;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
 
 drop trigger if exists activities_ci_snapshot_features on public.activities;
 create trigger activities_ci_snapshot_features
@@ -276,6 +303,8 @@ revoke execute on function ci_private.label_array(jsonb) from public, anon;
 revoke execute on function ci_private.content_features_of(jsonb) from public, anon;
 revoke execute on function ci_private.snapshot_label_text(jsonb) from public, anon;
 revoke execute on function ci_private.activities_content_features() from public, anon, authenticated;
+revoke execute on function ci_private.fill_content_features(uuid) from public, anon, authenticated;
+grant execute on function ci_private.fill_content_features(uuid) to service_role;
 grant execute on function ci_private.json_type_is(jsonb, text) to authenticated, service_role;
 grant execute on function ci_private.json_text(jsonb) to authenticated, service_role;
 grant execute on function ci_private.json_bool(jsonb) to authenticated, service_role;

@@ -150,7 +150,9 @@ begin
   -- stores the later computed_at.
   v_now := pg_catalog.clock_timestamp();
 
-  -- One shared snapshot of the client's touches for the four detectors.
+  -- Content features still missing (rows stored before the layer) read once;
+  -- then one shared snapshot of the client's touches for the four detectors.
+  perform ci_private.fill_content_features(p_client_id);
   perform ci_private.prepare_touches(p_client_id);
   v_who := public.detect_who_patterns(p_client_id);
   v_what := public.detect_what_patterns(p_client_id);

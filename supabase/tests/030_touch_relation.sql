@@ -5,7 +5,7 @@
 -- sequence codes, every kind of skipped row counted, never fatal; the content
 -- features read once when a touch is written.
 begin;
-select plan(35);
+select plan(37);
 
 create temp table k (key text primary key, id uuid not null unique);
 
@@ -185,6 +185,9 @@ update public.activities set content_features = null where client_id = pg_temp.i
 alter table public.activities enable trigger activities_ci_snapshot_features;
 select is((ci_private.what_patterns() -> 'trials')::integer, (select t.n from trials_before as t),
   'touches whose features are missing are read from their snapshots');
+select is(ci_private.fill_content_features(pg_temp.id('client')), 8,
+  'the refresh''s fill reads every missing snapshot once');
+select is((pg_temp.features('b2')).junk_reason, 'wrong_type', 'filled features are the trigger''s');
 update public.activities set content_features = null where id = pg_temp.id('c1');
 select is((pg_temp.features('c1')).cta, 'worth 15 minutes', 'an update of the features recomputes them');
 
