@@ -73,6 +73,8 @@ ADDED_COLUMNS: frozenset[tuple[str, str]] = frozenset(
     + [("public.leads", c) for c in ("timezone", "converted_at", "als_components", "als_weights_used",
                                      "scored_at")]
     + [("public.activities", c) for c in ("led_to_booking", "content_snapshot")]
+    # The layer's own: each touch's snapshot read once (README, "Deploying").
+    + [("public.activities", "content_features")]
 )
 LEAD_STATUS = ("new", "enriched", "scored", "in_sequence", "converted", "unsubscribed", "bounced",
                "not_interested", "dead")
