@@ -80,12 +80,28 @@ as $$
     cross join lateral ci_private.als_context(c) as k
     where c.id = p_client_id
   ),
+  -- Each lead's first outbound touch, from the outbound-touch index in lead
+  -- order (no sort, no table read).
   first_touch as materialized (
     select a.lead_id, min(a.created_at) as at
     from public.activities as a
     where a.client_id = p_client_id
       and ci_private.is_outbound_action(a.action)
     group by a.lead_id
+  ),
+  -- The title rules once per distinct title (a client has few), not per lead.
+  titles as materialized (
+    select
+      d.title,
+      n.title_key,
+      ci_private.als_authority_points(' ' || n.title_key || ' ') as authority,
+      ci_private.als_junior_points(' ' || n.title_key || ' ') as title_risk
+    from (
+      select distinct coalesce(l.title, '') as title
+      from public.leads as l
+      where l.client_id = p_client_id and l.deleted_at is null
+    ) as d
+    cross join lateral (select ci_private.normalize_title(d.title) as title_key offset 0) as n
   )
   select
     l.id,
@@ -108,14 +124,7 @@ as $$
   from public.leads as l
   cross join ctx
   left join first_touch as f on f.lead_id = l.id
-  cross join lateral (
-    select
-      n.title_key,
-      ci_private.als_authority_points(' ' || n.title_key || ' ') as authority,
-      ci_private.als_junior_points(' ' || n.title_key || ' ') as title_risk
-    from (select ci_private.normalize_title(l.title) as title_key offset 0) as n
-    offset 0
-  ) as t
+  inner join titles as t on t.title = coalesce(l.title, '')
   cross join lateral (select (coalesce(f.at, l.created_at) at time zone 'UTC')::date as as_of) as d
   cross join lateral (
     select ci_private.als_parts_of(

@@ -160,8 +160,24 @@ begin
     where (lt.outcome = 1 and lt.days >= 0) or lt.outcome is null
     group by 1
   ),
+  -- One pass for every count of leads: by outcome, and still at risk (not
+  -- failed, not booked or censored before) at each horizon.
+  lead_counts as (
+    select
+      count(*) filter (where lt.outcome = 1) as converted,
+      count(*) filter (where lt.outcome = 0) as failed,
+      count(*) filter (where lt.outcome is null) as open,
+      array[
+        count(*) filter (where lt.outcome is distinct from 0 and lt.days >= 7),
+        count(*) filter (where lt.outcome is distinct from 0 and lt.days >= 14),
+        count(*) filter (where lt.outcome is distinct from 0 and lt.days >= 30),
+        count(*) filter (where lt.outcome is distinct from 0 and lt.days >= 60),
+        count(*) filter (where lt.outcome is distinct from 0 and lt.days >= 90)
+      ] as reaching
+    from lead_time as lt
+  ),
   failed as (
-    select count(*) as n from lead_time as lt where lt.outcome = 0
+    select c.failed as n from lead_counts as c
   ),
   risk as (
     select
@@ -182,9 +198,9 @@ begin
     select
       h.days,
       (select k.surv from km as k where k.d <= h.days order by k.d desc limit 1) as surv,
-      (select f.n from failed as f)
-      + (select count(*) from lead_time as lt where lt.outcome is distinct from 0 and lt.days >= h.days) as at_risk
-    from unnest(array[7, 14, 30, 60, 90]) as h (days)
+      c.failed + c.reaching[h.i] as at_risk
+    from unnest(array[7, 14, 30, 60, 90]) with ordinality as h (days, i)
+    cross join lead_counts as c
   )
   select
     jsonb_build_object(
@@ -208,11 +224,7 @@ begin
       'method', 'booking = event at days since first touch; open lead = censored at now; '
       || 'failed lead = never books (kept at risk): 1 - S(t) is the cumulative incidence of booking'
     ),
-    jsonb_build_object(
-      'converted', (select count(*) from lead_time as lt where lt.outcome = 1),
-      'failed', (select f.n from failed as f),
-      'open', (select count(*) from lead_time as lt where lt.outcome is null)
-    )
+    (select jsonb_build_object('converted', c.converted, 'failed', c.failed, 'open', c.open) from lead_counts as c)
   into v_timing, v_km, v_leads
   from timing as tm;
 
