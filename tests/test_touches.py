@@ -177,7 +177,7 @@ def test_junk_is_counted_not_fatal(conn: Conn, planted: uuid.UUID) -> None:
     assert expected is not None and min(expected) > 0
     skipped = _relation(conn, planted, "select skipped from pg_temp.ci_touch_meta")[0][0]
     assert skipped["unknown_channel"] == expected[0]
-    content = _relation(conn, planted, "select ci_private.what_patterns() -> 'skipped'")[0][0]
+    content = _relation(conn, planted, f"select ci_private.what_patterns('{planted}'::uuid) -> 'skipped'")[0][0]
     assert content["junk_by_reason"] == {
         "not_object": expected[1], "empty": expected[2], "oversized": expected[3], "wrong_type": expected[4],
     }

@@ -91,17 +91,20 @@ as $$
   ) end
 $$;
 
--- Per-touch WHAT statistics of the client whose relation is prepared. One scan
+-- Per-touch WHAT statistics of a client whose relation is prepared. One scan
 -- of the client's activities reads each touch's content features (written
 -- with the touch; read from the snapshot when missing) and its trial outcome
 -- (the lead's outcome and booking mark; the relation's no-trial touches), into
 -- one profile: a row per distinct content and channel with its trials and
 -- bookings, plus the skipped rows by kind. Every ranking regroups the profile.
 -- security definer: reads the client's activities and the temporary relation
--- its caller prepared, after the caller's access was checked.
+-- its caller prepared, after the caller's access was checked. The client is
+-- the caller's argument, never read from the temporary tables (a session can
+-- write those itself); they only ever narrow what is counted.
 -- work_mem: the hash of a large client's leads fits in memory; jit: compiling
 -- these one-off queries costs seconds and saves less.
-create or replace function ci_private.what_patterns()
+drop function if exists ci_private.what_patterns();
+create or replace function ci_private.what_patterns(p_client_id uuid)
 returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
@@ -110,7 +113,7 @@ set jit = off
 as $$
 declare
   v_min integer := 30;
-  v_client uuid;
+  v_client uuid := p_client_id;
   v_base double precision;
   v_trials bigint;
   v_conversions bigint;
@@ -118,11 +121,9 @@ declare
 begin
   perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
   perform 'PRAGMA:TABLE: ci_touch_leads (like ci_private.touch_lead)';
-  perform 'PRAGMA:TABLE: ci_touch_meta (client_id uuid, built_at timestamptz, leads integer, touches integer, decided_leads integer, skipped jsonb)';
   perform 'PRAGMA:TABLE: ci_no_trial (touch_id uuid)';
   perform 'PRAGMA:TABLE: ci_what_profile (kind text, junk_reason text, subject text, pain_points text[], cta text, angle text, channel smallint, bucket int4range, pers_company boolean, pers_news boolean, pers_mutual boolean, pers_industry boolean, pers_level integer, n bigint, c bigint, derived bigint)';
 
-  select m.client_id into v_client from pg_temp.ci_touch_meta as m;
   if pg_catalog.to_regclass('pg_temp.ci_what_profile') is not null then
     drop table pg_temp.ci_what_profile;
   end if;
@@ -397,7 +398,7 @@ begin
 
   select m.skipped, m.touches, m.decided_leads into v_meta from pg_temp.ci_touch_meta as m;
   v_sample := v_meta.decided_leads;
-  v_stats := ci_private.what_patterns();
+  v_stats := ci_private.what_patterns(p_client_id);
   v_skipped := v_meta.skipped || (v_stats -> 'skipped');
   v_bookings := coalesce((v_stats ->> 'conversions')::bigint, 0);
   v_enough := v_bookings >= 10 and v_sample >= 30;
@@ -457,9 +458,9 @@ begin
 end
 $$;
 
-revoke execute on function ci_private.what_patterns() from public, anon, authenticated;
+revoke execute on function ci_private.what_patterns(uuid) from public, anon, authenticated;
 revoke execute on function public.detect_what_patterns(uuid) from public, anon;
-grant execute on function ci_private.what_patterns() to service_role;
+grant execute on function ci_private.what_patterns(uuid) to service_role;
 grant execute on function public.detect_what_patterns(uuid) to authenticated, service_role;
 
 -- Pure helpers: anyone who may run the detectors' SQL may run them.

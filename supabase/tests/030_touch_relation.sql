@@ -5,7 +5,7 @@
 -- sequence codes, every kind of skipped row counted, never fatal; the content
 -- features read once when a touch is written.
 begin;
-select plan(37);
+select plan(38);
 
 create temp table k (key text primary key, id uuid not null unique);
 
@@ -173,17 +173,19 @@ select is(
   'the relation counts skipped touches and zones'
 );
 select is(
-  ci_private.what_patterns() -> 'skipped',
+  ci_private.what_patterns(pg_temp.id('client')) -> 'skipped',
   '{"junk_snapshot": 5, "not_outbound_with_snapshot": 1,
     "junk_by_reason": {"not_object": 2, "wrong_type": 1, "empty": 1, "oversized": 1}}'::jsonb,
   'the content pass counts junk snapshots by reason and snapshots on other activities'
 );
+select is((ci_private.what_patterns(gen_random_uuid()) -> 'trials')::integer, 0,
+  'the content pass reads the client it is given, never the one the temporary tables name');
 -- Features missing (a bulk load with the trigger disabled) are read from the snapshot.
-create temp table trials_before as select (ci_private.what_patterns() -> 'trials')::integer as n;
+create temp table trials_before as select (ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer as n;
 alter table public.activities disable trigger activities_ci_snapshot_features;
 update public.activities set content_features = null where client_id = pg_temp.id('client');
 alter table public.activities enable trigger activities_ci_snapshot_features;
-select is((ci_private.what_patterns() -> 'trials')::integer, (select t.n from trials_before as t),
+select is((ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer, (select t.n from trials_before as t),
   'touches whose features are missing are read from their snapshots');
 select is(ci_private.fill_content_features(pg_temp.id('client')), 8,
   'the refresh''s fill reads every missing snapshot once');
