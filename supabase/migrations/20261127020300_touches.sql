@@ -160,6 +160,36 @@ as $$
   select round((1 / (1 + exp(-(coalesce(p_sample, 0) - 100) / 30.0)))::numeric, 2)::double precision
 $$;
 
+-- Whether a WHAT, WHEN or HOW pattern has the data to name anything: at least
+-- 10 bookings and 30 decided leads.
+create or replace function ci_private.enough_data(p_bookings bigint, p_sample bigint)
+returns boolean
+language sql immutable parallel safe
+as $$
+  select coalesce(p_bookings, 0) >= 10 and coalesce(p_sample, 0) >= 30
+$$;
+
+-- The keys every WHAT, WHEN and HOW pattern starts with (type, version, when,
+-- sample, confidence, whether data is insufficient, and then why).
+create or replace function ci_private.pattern_envelope(
+  p_type text, p_sample bigint, p_bookings bigint, p_bookings_of text default 'bookings'
+)
+returns jsonb
+language sql stable parallel safe
+as $$
+  select jsonb_build_object(
+    'type', p_type,
+    'version', '1.0',
+    'computed_at', pg_catalog.now(),
+    'sample_size', p_sample,
+    'confidence', case when e.enough then ci_private.pattern_confidence(p_sample) else 0 end,
+    'insufficient_data', not e.enough
+  ) || case when e.enough then '{}'::jsonb else jsonb_build_object(
+    'reason', format('insufficient data: %s %s, %s decided leads (need 10 and 30)', p_bookings, p_bookings_of, p_sample)
+  ) end
+  from (select ci_private.enough_data(p_bookings, p_sample) as enough) as e
+$$;
+
 -- The segments of a rate_table result with the given significance ('above':
 -- best first, as ranked; 'below': worst first).
 create or replace function ci_private.significant(p_ranked jsonb, p_significance text)
@@ -185,6 +215,8 @@ revoke execute on function ci_private.channel_count(integer) from public, anon;
 revoke execute on function ci_private.sequence_channels(integer, integer) from public, anon;
 revoke execute on function ci_private.sequence_prefix(integer, integer) from public, anon;
 revoke execute on function ci_private.pattern_confidence(bigint) from public, anon;
+revoke execute on function ci_private.enough_data(bigint, bigint) from public, anon;
+revoke execute on function ci_private.pattern_envelope(text, bigint, bigint, text) from public, anon;
 revoke execute on function ci_private.significant(jsonb, text) from public, anon;
 grant execute on function ci_private.channel_code(public.channel_type) to authenticated, service_role;
 grant execute on function ci_private.channel_name(integer) to authenticated, service_role;
@@ -195,4 +227,6 @@ grant execute on function ci_private.channel_count(integer) to authenticated, se
 grant execute on function ci_private.sequence_channels(integer, integer) to authenticated, service_role;
 grant execute on function ci_private.sequence_prefix(integer, integer) to authenticated, service_role;
 grant execute on function ci_private.pattern_confidence(bigint) to authenticated, service_role;
+grant execute on function ci_private.enough_data(bigint, bigint) to authenticated, service_role;
+grant execute on function ci_private.pattern_envelope(text, bigint, bigint, text) to authenticated, service_role;
 grant execute on function ci_private.significant(jsonb, text) to authenticated, service_role;

@@ -269,15 +269,9 @@ begin
   v_stats := ci_private.when_patterns();
   select m.decided_leads into v_sample from pg_temp.ci_touch_meta as m;
   v_bookings := coalesce((v_stats ->> 'conversions')::bigint, 0);
-  v_enough := v_bookings >= 10 and v_sample >= 30;
+  v_enough := ci_private.enough_data(v_bookings, v_sample);
 
-  return jsonb_build_object(
-    'type', 'when',
-    'version', '1.0',
-    'computed_at', pg_catalog.now(),
-    'sample_size', v_sample,
-    'confidence', case when v_enough then ci_private.pattern_confidence(v_sample) else 0 end,
-    'insufficient_data', not v_enough,
+  return ci_private.pattern_envelope('when', v_sample, v_bookings) || jsonb_build_object(
     'best_days', case when v_enough then ci_private.significant(v_stats -> 'day_rankings', 'above') else '[]' end,
     'worst_days', case when v_enough then ci_private.significant(v_stats -> 'day_rankings', 'below') else '[]' end,
     'best_hours', case when v_enough then ci_private.significant(v_stats -> 'hour_rankings', 'above') else '[]' end,
@@ -304,9 +298,7 @@ begin
       'winner_rule', ci_private.winner_rule(),
       'skipped', (select m.skipped from pg_temp.ci_touch_meta as m)
     )
-  ) || case when v_enough then '{}'::jsonb else jsonb_build_object(
-    'reason', format('insufficient data: %s bookings, %s decided leads (need 10 and 30)', v_bookings, v_sample)
-  ) end;
+  );
 end
 $$;
 

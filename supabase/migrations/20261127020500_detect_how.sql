@@ -302,18 +302,12 @@ begin
   v_stats := ci_private.how_patterns();
   v_sample := coalesce((v_stats ->> 'leads_decided')::bigint, 0);
   v_bookings := coalesce((v_stats ->> 'conversions')::bigint, 0);
-  v_enough := v_bookings >= 10 and v_sample >= 30;
+  v_enough := ci_private.enough_data(v_bookings, v_sample);
   if not v_enough then
     v_stats := null;
   end if;
 
-  return jsonb_build_object(
-    'type', 'how',
-    'version', '1.0',
-    'computed_at', pg_catalog.now(),
-    'sample_size', v_sample,
-    'confidence', case when v_enough then ci_private.pattern_confidence(v_sample) else 0 end,
-    'insufficient_data', not v_enough,
+  return ci_private.pattern_envelope('how', v_sample, v_bookings) || jsonb_build_object(
     'booking_channel_distribution', coalesce(v_stats -> 'booking_channel_distribution', '{}'),
     'first_touch_effectiveness', coalesce((
       select jsonb_object_agg((r.value ->> 'channel') || '_first', r.value - 'channel')
@@ -342,9 +336,7 @@ begin
       'winner_rule', ci_private.winner_rule(),
       'skipped', v_meta.skipped
     )
-  ) || case when v_enough then '{}'::jsonb else jsonb_build_object(
-    'reason', format('insufficient data: %s bookings, %s decided leads (need 10 and 30)', v_bookings, v_sample)
-  ) end;
+  );
 end
 $$;
 

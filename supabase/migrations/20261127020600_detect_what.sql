@@ -401,18 +401,12 @@ begin
   v_stats := ci_private.what_patterns(p_client_id);
   v_skipped := v_meta.skipped || (v_stats -> 'skipped');
   v_bookings := coalesce((v_stats ->> 'conversions')::bigint, 0);
-  v_enough := v_bookings >= 10 and v_sample >= 30;
+  v_enough := ci_private.enough_data(v_bookings, v_sample);
   if not v_enough then
     v_stats := null;
   end if;
 
-  return jsonb_build_object(
-    'type', 'what',
-    'version', '1.0',
-    'computed_at', pg_catalog.now(),
-    'sample_size', v_sample,
-    'confidence', case when v_enough then ci_private.pattern_confidence(v_sample) else 0 end,
-    'insufficient_data', not v_enough,
+  return ci_private.pattern_envelope('what', v_sample, v_bookings, 'bookings on touches with content') || jsonb_build_object(
     'subject_patterns', jsonb_build_object(
       'winning', coalesce(ci_private.significant(v_stats -> 'subject_rankings', 'above'), '[]'),
       'losing', coalesce(ci_private.significant(v_stats -> 'subject_rankings', 'below'), '[]'),
@@ -451,10 +445,7 @@ begin
       'winner_rule', ci_private.winner_rule(),
       'skipped', v_skipped
     )
-  ) || case when v_enough then '{}'::jsonb else jsonb_build_object(
-    'reason', format('insufficient data: %s bookings on touches with content, %s decided leads (need 10 and 30)',
-      v_bookings, v_sample)
-  ) end;
+  );
 end
 $$;
 
