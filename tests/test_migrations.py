@@ -73,8 +73,8 @@ ADDED_COLUMNS: frozenset[tuple[str, str]] = frozenset(
     + [("public.leads", c) for c in ("timezone", "converted_at", "als_components", "als_weights_used",
                                      "scored_at")]
     + [("public.activities", c) for c in ("led_to_booking", "content_snapshot")]
-    # The layer's own: each touch's snapshot read once (README, "Deploying").
-    + [("public.activities", "content_features")]
+    # The layer's own: each touch's snapshot read once, and keyed (README, "Deploying").
+    + [("public.activities", c) for c in ("content_features", "content_key")]
 )
 LEAD_STATUS = ("new", "enriched", "scored", "in_sequence", "converted", "unsubscribed", "bounced",
                "not_interested", "dead")

@@ -50,7 +50,10 @@ $$;
 -- what happened after (a bounce or an unsubscribe is a failure itself, and
 -- would let the learning see the outcome it is to predict).
 -- One pass over the leads, one over the client's outbound touches; each title
--- spelling is normalised and scored once (Memoize) when titles repeat.
+-- spelling is normalised and scored once (the titles CTE). The components are
+-- read as fields of ci_private.als_parts_of's row, which the planner unpacks
+-- into five independent expressions (no fence: with one, the whole row was
+-- built per lead and cost a third more).
 -- An inlinable SQL function: callers add their own grouping.
 create or replace function ci_private.who_lead_facts(p_client_id uuid)
 returns table (
@@ -133,7 +136,6 @@ as $$
       l.organization_is_hiring, l.organization_latest_funding_date, l.employment_start_date,
       null, null, ctx.industries, ctx.sizes, ctx.locations, d.as_of
     ) as parts
-    offset 0
   ) as p
   where l.client_id = p_client_id
     and l.deleted_at is null

@@ -9,9 +9,9 @@
 --                           send order (shape: ci_private.touch)
 --   pg_temp.ci_touch_meta   which client, when, what was skipped and why.
 -- The touches come from the outbound-touch index in (lead, send time) order,
--- so numbering them needs no sort and reads no snapshot; content is read by
--- the WHAT detector from activities.content_features (content_features
--- migration). ci_private.ensure_touches(client) builds the relation unless it
+-- so numbering them needs no sort and reads no snapshot; the index also
+-- carries each touch's content key, the WHAT detector's way to its content
+-- features (content_features migration). ci_private.ensure_touches(client) builds the relation unless it
 -- was built for the same client in the same SQL statement: a refresh that
 -- calls prepare_touches and then the detectors builds once; a detector called
 -- on its own builds fresh, so it never reads a stale relation.
@@ -38,6 +38,13 @@ language sql immutable parallel safe
 as $$
   select (case p_channel when 'email' then 1 when 'linkedin' then 2 when 'sms' then 3 when 'voice' then 4 end)::smallint
 $$;
+
+-- Outbound touches on a channel the detectors do not know (none, or a value
+-- the host adds to its enum) are counted, never read: their own partial index
+-- keeps that count from scanning every outbound touch.
+create index if not exists activities_ci_unknown_channel_idx
+on public.activities (client_id, lead_id)
+where ci_private.is_outbound_action(action) and ci_private.channel_code(channel) is null;
 
 -- Channel name of a channel code.
 create or replace function ci_private.channel_name(p_code integer)
@@ -127,7 +134,8 @@ create type ci_private.touch as (
   tier smallint,                  -- the lead's tier code
   first_channel smallint,         -- channel of the lead's first touch
   channel_mask smallint,          -- channels of touches 1..position, one bit each
-  prefix_code integer             -- channels of touches 1..position (<= 6), 3 bits each, first lowest
+  prefix_code integer,            -- channels of touches 1..position (<= 6), 3 bits each, first lowest
+  content_key integer             -- activities.content_key: its content features (null: none, or not yet keyed)
 );
 
 -- Build the per-touch relation unless it was built for this client in this

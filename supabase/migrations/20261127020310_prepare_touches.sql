@@ -69,8 +69,9 @@ begin
     q.rn::smallint as position,
     q.channel,
     q.created_at,
-    -- Hours since 1970-01-01 00:00 local, a Thursday (day 4 counting from Sunday).
-    (((floor(q.local_hours / 24.0)::bigint + 4) % 7 + 7) % 7)::smallint as local_dow,
+    -- Hours since 1970-01-01 00:00 local, a Thursday (day 4 counting from
+    -- Sunday); integer arithmetic only (numeric division cost 0.7 us a touch).
+    ((((q.local_hours - (q.local_hours % 24 + 24) % 24) / 24 + 4) % 7 + 7) % 7)::smallint as local_dow,
     ((q.local_hours % 24 + 24) % 24)::smallint as local_hour,
     (date_part('epoch', q.created_at - q.prev_at) / 86400)::real as gap_days,
     q.led_to_booking,
@@ -86,7 +87,8 @@ begin
     q.tier,
     (q.sequence_code & 7)::smallint as first_channel,
     q.channel_mask,
-    case when q.rn <= 6 then q.sequence_code end as prefix_code
+    case when q.rn <= 6 then q.sequence_code end as prefix_code,
+    q.content_key
   from (
     select
       w.*,
@@ -107,6 +109,7 @@ begin
           a.created_at,
           ci_private.channel_code(a.channel) as channel,
           coalesce(a.led_to_booking, false) as led_to_booking,
+          a.content_key,
           row_number() over t as rn,
           lag(a.created_at) over t as prev_at,
           lead(a.created_at) over t as next_at
@@ -123,13 +126,18 @@ begin
     offset 0
   ) as q;
 
+  get diagnostics v_touches = row_count;
+
+  -- The counts of the relation; unknown channels from their own small index.
   create temp table ci_touch_meta on commit drop as
   select
     p_client_id as client_id,
     pg_catalog.statement_timestamp() as built_at,
     (select count(*) from pg_temp.ci_touch_leads)::integer as leads,
-    c.touches::integer as touches,
-    c.decided_leads::integer as decided_leads,
+    v_touches as touches,
+    (
+      select count(*) from pg_temp.ci_touches as t where t.position = 1 and t.outcome is not null
+    )::integer as decided_leads,
     jsonb_build_object(
       'unknown_channel', (
         select count(*)
@@ -140,15 +148,8 @@ begin
           and ci_private.channel_code(a.channel) is null
       ),
       'invalid_timezone_leads', (select count(*) from pg_temp.ci_touch_leads as l where l.zone_invalid)
-    ) as skipped
-  from (
-    select
-      count(*) as touches,
-      count(*) filter (where t.position = 1 and t.outcome is not null) as decided_leads
-    from pg_temp.ci_touches as t
-  ) as c;
+    ) as skipped;
 
-  select m.touches into v_touches from pg_temp.ci_touch_meta as m;
   return v_touches;
 end
 $$;

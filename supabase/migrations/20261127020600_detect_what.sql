@@ -1,8 +1,9 @@
 -- The WHAT detector (seed spec 3.2 and 4.2): which content books meetings.
--- Reads the content features of each outbound touch (activities.content_features,
--- read from its content_snapshot when the touch was written: the engine's own
--- snapshot, or one derived from subject / content_preview / metadata) and the
--- trial outcomes of the shared per-touch relation (ci_private.ensure_touches).
+-- Reads the content features of each outbound touch through its content key
+-- (activities.content_key into ci_private.content_keys, read from its
+-- content_snapshot when the touch was written: the engine's own snapshot, or
+-- one derived from subject / content_preview / metadata), which the shared
+-- per-touch relation carries with the trial outcomes (ci_private.ensure_touches).
 -- Pain points, call to action and angle come from the snapshot's labels, else
 -- from the client's keyword dictionary (public.conversion_keywords), read at
 -- refresh time.
@@ -121,49 +122,72 @@ declare
 begin
   perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
   perform 'PRAGMA:TABLE: ci_touch_leads (like ci_private.touch_lead)';
-  perform 'PRAGMA:TABLE: ci_no_trial (touch_id uuid)';
   perform 'PRAGMA:TABLE: ci_what_profile (kind text, junk_reason text, subject text, pain_points text[], cta text, angle text, channel smallint, bucket int4range, pers_company boolean, pers_news boolean, pers_mutual boolean, pers_industry boolean, pers_level integer, n bigint, c bigint, derived bigint)';
 
   if pg_catalog.to_regclass('pg_temp.ci_what_profile') is not null then
     drop table pg_temp.ci_what_profile;
   end if;
-  if pg_catalog.to_regclass('pg_temp.ci_no_trial') is not null then
-    drop table pg_temp.ci_no_trial;
-  end if;
 
-  -- The touches that are no trial: after a booking, or an open lead's last.
-  create temp table ci_no_trial on commit drop as
-  select t.touch_id from pg_temp.ci_touches as t where t.booked is null;
-  analyze pg_temp.ci_no_trial;
-
-  -- One scan groups the client's touches by their content features as they
-  -- are stored (a few hundred distinct values for a templated client), with
-  -- what decides whether a touch is a trial; the keys are unpacked, and labels
-  -- missing from a snapshot read from the dictionary, once per group.
+  -- The touches grouped by content key straight from the per-touch relation
+  -- (a few hundred keys for a templated client), each key's features and
+  -- label text unpacked once; touches the relation has no key for (stored
+  -- before keys, the refresh's fill not run) are read from their snapshots,
+  -- found through the small index of unkeyed snapshots. Labels missing
+  -- from a snapshot are read from the dictionary, once per group.
   create temp table ci_what_profile on commit drop as
-  with grouped as materialized (
+  with by_key as (
+    select t.content_key, t.channel, t.booked is null as no_trial, count(*) as n, coalesce(sum(t.booked), 0) as c
+    from pg_temp.ci_touches as t
+    where t.content_key is not null
+    group by 1, 2, 3
+  ),
+  unkeyed as materialized (
     select
-      ci_private.is_outbound_action(a.action) as outbound,
-      ci_private.channel_code(a.channel) as channel,
-      a.id in (select nt.touch_id from pg_temp.ci_no_trial as nt) as no_trial,
+      a.id,
       coalesce(a.content_features, ci_private.content_features_of(a.content_snapshot)) as x,
-      case when (coalesce(a.content_features, ci_private.content_features_of(a.content_snapshot))).needs_labels
-        then ci_private.snapshot_label_text(a.content_snapshot)
-      end as label_text,
-      count(*) as n,
-      count(*) filter (where l.outcome = 1 and a.led_to_booking) as c
+      a.content_snapshot
+    from public.activities as a
+    where a.client_id = v_client
+      and a.content_snapshot is not null
+      and a.content_key is null
+  ),
+  grouped as (
+    select
+      true as outbound,
+      b.channel,
+      k.features as x,
+      k.label_text,
+      b.no_trial,
+      b.n,
+      b.c
+    from by_key as b
+    inner join ci_private.content_keys as k on k.key = b.content_key and k.client_id = v_client
+    union all
+    select
+      true,
+      t.channel,
+      u.x,
+      case when (u.x).needs_labels then ci_private.snapshot_label_text(u.content_snapshot) end,
+      t.booked is null,
+      count(*),
+      coalesce(sum(t.booked), 0)
+    from unkeyed as u
+    inner join pg_temp.ci_touches as t on t.touch_id = u.id and t.content_key is null
+    group by 1, 2, 3, 4, 5
+    union all
+    -- Snapshots on activities that are no outbound touch: counted, not read.
+    select false, null::smallint, null, null, false, count(*), 0
     from public.activities as a
     inner join pg_temp.ci_touch_leads as l on l.lead_id = a.lead_id
     where a.client_id = v_client
-      and (a.content_snapshot is not null or a.content_features is not null)
-    group by 1, 2, 3, 4, 5
+      and a.content_snapshot is not null
+      and not ci_private.is_outbound_action(a.action)
   ),
   kinds as (
     select
       g.*,
       case
         when not g.outbound then 'not_outbound'
-        when g.channel is null then 'unknown_channel'
         when (g.x).junk_reason is not null then 'junk'
         when not (g.x).has_text then 'no_text'
         when g.no_trial then 'no_trial'
@@ -369,7 +393,6 @@ begin
   into v_result;
 
   drop table pg_temp.ci_what_profile;
-  drop table pg_temp.ci_no_trial;
   return v_result;
 end
 $$;

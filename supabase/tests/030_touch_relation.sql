@@ -3,9 +3,9 @@
 -- the campaign's, else the client's; an invalid name falls through and is
 -- counted), which touches are trials and which booked, channel masks and
 -- sequence codes, every kind of skipped row counted, never fatal; the content
--- features read once when a touch is written.
+-- features read once when a touch is written, and keyed.
 begin;
-select plan(38);
+select plan(44);
 
 create temp table k (key text primary key, id uuid not null unique);
 
@@ -180,16 +180,49 @@ select is(
 );
 select is((ci_private.what_patterns(gen_random_uuid()) -> 'trials')::integer, 0,
   'the content pass reads the client it is given, never the one the temporary tables name');
+-- Content keys: the relation carries them; each points to the touch's own features.
+create function pg_temp.key_of(p_key text) returns integer
+language sql stable as $$
+  select a.content_key from public.activities as a where a.id = pg_temp.id(p_key)
+$$;
+create function pg_temp.keys_match() returns boolean
+language sql stable as $$
+  select not exists (
+    select 1
+    from public.activities as a
+    left join ci_private.content_keys as k on k.key = a.content_key and k.client_id = a.client_id
+    where a.client_id = pg_temp.id('client') and a.content_snapshot is not null
+      and k.features is distinct from a.content_features
+  )
+$$;
+select ok((pg_temp.touch('c1')).content_key is not null and (pg_temp.touch('c1')).content_key = pg_temp.key_of('c1'),
+  'the relation carries the touch''s content key');
+select ok(pg_temp.keys_match(), 'every snapshot is keyed to its own features');
+select pg_temp.act('c1_again', 'c', 'email', 'sent', '2026-07-07 15:00+00',
+  (select a.content_snapshot from public.activities as a where a.id = pg_temp.id('c1')));
+select is(pg_temp.key_of('c1_again'), pg_temp.key_of('c1'), 'the same content sent again gets the same key');
+delete from public.activities where id = pg_temp.id('c1_again');
+
 -- Features missing (a bulk load with the trigger disabled) are read from the snapshot.
 create temp table trials_before as select (ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer as n;
 alter table public.activities disable trigger activities_ci_snapshot_features;
-update public.activities set content_features = null where client_id = pg_temp.id('client');
+update public.activities set content_features = null, content_key = null where client_id = pg_temp.id('client');
 alter table public.activities enable trigger activities_ci_snapshot_features;
+select ci_private.prepare_touches(pg_temp.id('client'));
 select is((ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer, (select t.n from trials_before as t),
   'touches whose features are missing are read from their snapshots');
 select is(ci_private.fill_content_features(pg_temp.id('client')), 8,
   'the refresh''s fill reads every missing snapshot once');
 select is((pg_temp.features('b2')).junk_reason, 'wrong_type', 'filled features are the trigger''s');
+-- Touches read before keys existed: features stored, no key.
+alter table public.activities disable trigger activities_ci_snapshot_features;
+update public.activities set content_key = null where client_id = pg_temp.id('client');
+alter table public.activities enable trigger activities_ci_snapshot_features;
+select ci_private.prepare_touches(pg_temp.id('client'));
+select is((ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer, (select t.n from trials_before as t),
+  'touches not yet keyed are read from their snapshots');
+select is(ci_private.fill_content_features(pg_temp.id('client')), 8, 'the fill keys them in one pass');
+select ok(pg_temp.keys_match(), 'to the keys of their own features');
 update public.activities set content_features = null where id = pg_temp.id('c1');
 select is((pg_temp.features('c1')).cta, 'worth 15 minutes', 'an update of the features recomputes them');
 
