@@ -1,6 +1,6 @@
 -- Learning the ALS weights in the database (issue 3, seed spec 4.1 corrected).
--- ci_private.who_lead_facts: a client's leads with an outcome as the WHO
---   detector and the learning judge them (as of the first outbound touch).
+-- ci_private.who_lead_groups: a client's leads with an outcome, grouped by what
+--   the WHO detector and the learning judge them by (as of the first outbound touch).
 -- ci_private.als_learning_rows: the learning data, one row per group of
 --   identical leads (components, risk, outcome) with its count in each fold,
 --   so a million leads reach Python as a few thousand rows. The WHO detector
@@ -40,40 +40,46 @@ as $$
 $$;
 
 -- Leads of a client with an outcome (contract section 3: converted 1, failed
--- 0; open leads are censored and left out), non-deleted, with what the WHO
--- detector and the weight learning judge them by, as of their first outbound
--- touch (no touch: as of their creation): the five components, the timing
--- signals, the title (raw and its normalised key), the industry (raw and its
--- comparison key), the size band and the lead's fold.
+-- 0; open leads are censored and left out), non-deleted, grouped by what the
+-- WHO detector and the weight learning judge them by, as of their first
+-- outbound touch (no touch: as of their creation): the title (raw and its
+-- normalised key), the industry (raw and its comparison key), the size band,
+-- the timing signals, the outcome and the five components; with the number
+-- of leads in each of the 5 folds.
 -- As of the first touch the lead had no outcome yet: its risk counts only the
 -- title (a junior title), not its status nor its bounce count, which record
 -- what happened after (a bounce or an unsubscribe is a failure itself, and
 -- would let the learning see the outcome it is to predict).
--- One pass over the leads, one over the client's outbound touches; each title
--- spelling is normalised and scored once (the titles CTE). The components are
--- read as fields of ci_private.als_parts_of's row, which the planner unpacks
--- into five independent expressions (no fence: with one, the whole row was
--- built per lead and cost a third more).
--- An inlinable SQL function: callers add their own grouping.
-create or replace function ci_private.who_lead_facts(p_client_id uuid)
+-- Two steps, so that the title rules (the costly ones) run once per distinct
+-- title and nothing per lead needs them: one pass over the leads and one over
+-- the client's outbound touches group the leads by raw title and every other
+-- attribute, with the components that do not depend on the title; then each
+-- distinct title is normalised and scored once, and its authority and risk
+-- (the components that depend only on the title here) join the groups. Both
+-- steps build the components with the one definition of the rules,
+-- ci_private.als_parts_of (the title inputs null in the first, only them in
+-- the second). Callers regroup the result; it has about a quarter as many
+-- rows as there are leads.
+-- (Replaces ci_private.who_lead_facts, one row per lead.)
+drop function if exists ci_private.who_lead_facts(uuid);
+create or replace function ci_private.who_lead_groups(p_client_id uuid)
 returns table (
-  lead_id uuid,
-  fold integer,
-  converted integer,
   title text,
   title_key text,
   industry text,
   industry_key text,
   size_band integer,
-  as_of date,
   new_role boolean,
   hiring boolean,
   funded boolean,
+  converted integer,
   data_quality integer,
   authority integer,
   company_fit integer,
   timing integer,
-  risk integer
+  risk integer,
+  leads bigint,
+  fold_counts integer []
 )
 language sql stable parallel safe
 as $$
@@ -92,54 +98,75 @@ as $$
       and ci_private.is_outbound_action(a.action)
     group by a.lead_id
   ),
-  -- The title rules once per distinct title (a client has few), not per lead.
-  titles as materialized (
+  by_lead as materialized (
     select
-      d.title,
-      n.title_key,
-      ci_private.als_authority_points(' ' || n.title_key || ' ') as authority,
-      ci_private.als_junior_points(' ' || n.title_key || ' ') as title_risk
-    from (
-      select distinct coalesce(l.title, '') as title
-      from public.leads as l
-      where l.client_id = p_client_id and l.deleted_at is null
-    ) as d
+      l.title,
+      l.organization_industry as industry,
+      ci_private.who_size_band(l.organization_employee_count) as size_band,
+      ci_private.als_role_points(l.employment_start_date, d.as_of) = 6 as new_role,
+      coalesce(l.organization_is_hiring, false) as hiring,
+      ci_private.als_funding_points(l.organization_latest_funding_date, d.as_of) = 4 as funded,
+      ci_private.lead_outcome(l.status::text) as converted,
+      (p.parts).data_quality,
+      (p.parts).company_fit,
+      (p.parts).timing,
+      count(*) as leads,
+      array[
+        count(*) filter (where p.fold = 0), count(*) filter (where p.fold = 1), count(*) filter (where p.fold = 2),
+        count(*) filter (where p.fold = 3), count(*) filter (where p.fold = 4)
+      ]::integer [] as fold_counts
+    from public.leads as l
+    cross join ctx
+    left join first_touch as f on f.lead_id = l.id
+    cross join lateral (select (coalesce(f.at, l.created_at) at time zone 'UTC')::date as as_of) as d
+    cross join lateral (
+      select ci_private.als_parts_of(
+        null, null, l.email, l.email_verified, l.phone, l.phone_verified, l.linkedin_url,
+        l.personal_email, l.organization_industry, l.organization_employee_count, l.organization_country,
+        l.organization_is_hiring, l.organization_latest_funding_date, l.employment_start_date,
+        null, null, ctx.industries, ctx.sizes, ctx.locations, d.as_of
+      ) as parts,
+      ci_private.als_learning_fold(l.id) as fold
+      -- One call per lead (without the fence each field called the rules again).
+      offset 0
+    ) as p
+    where l.client_id = p_client_id
+      and l.deleted_at is null
+      and ci_private.lead_outcome(l.status::text) is not null
+    group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+  ),
+  -- The title rules once per distinct title.
+  titles as materialized (
+    select d.title, n.title_key, (r.parts).authority, (r.parts).risk
+    from (select distinct coalesce(b.title, '') as title from by_lead as b) as d
     cross join lateral (select ci_private.normalize_title(d.title) as title_key offset 0) as n
+    cross join lateral (
+      select ci_private.als_parts_of(
+        ci_private.als_authority_points(' ' || n.title_key || ' '), ci_private.als_junior_points(' ' || n.title_key || ' '),
+        null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null
+      ) as parts
+      offset 0
+    ) as r
   )
   select
-    l.id,
-    ci_private.als_learning_fold(l.id),
-    ci_private.lead_outcome(l.status::text),
-    l.title,
+    b.title,
     t.title_key,
-    l.organization_industry,
-    ci_private.text_key(l.organization_industry),
-    ci_private.who_size_band(l.organization_employee_count),
-    d.as_of,
-    ci_private.als_role_points(l.employment_start_date, d.as_of) = 6,
-    coalesce(l.organization_is_hiring, false),
-    ci_private.als_funding_points(l.organization_latest_funding_date, d.as_of) = 4,
-    (p.parts).data_quality,
-    (p.parts).authority,
-    (p.parts).company_fit,
-    (p.parts).timing,
-    (p.parts).risk
-  from public.leads as l
-  cross join ctx
-  left join first_touch as f on f.lead_id = l.id
-  inner join titles as t on t.title = coalesce(l.title, '')
-  cross join lateral (select (coalesce(f.at, l.created_at) at time zone 'UTC')::date as as_of) as d
-  cross join lateral (
-    select ci_private.als_parts_of(
-      t.authority, t.title_risk, l.email, l.email_verified, l.phone, l.phone_verified, l.linkedin_url,
-      l.personal_email, l.organization_industry, l.organization_employee_count, l.organization_country,
-      l.organization_is_hiring, l.organization_latest_funding_date, l.employment_start_date,
-      null, null, ctx.industries, ctx.sizes, ctx.locations, d.as_of
-    ) as parts
-  ) as p
-  where l.client_id = p_client_id
-    and l.deleted_at is null
-    and ci_private.lead_outcome(l.status::text) is not null
+    b.industry,
+    ci_private.text_key(b.industry),
+    b.size_band,
+    b.new_role,
+    b.hiring,
+    b.funded,
+    b.converted,
+    b.data_quality,
+    t.authority,
+    b.company_fit,
+    b.timing,
+    t.risk,
+    b.leads,
+    b.fold_counts
+  from by_lead as b
+  inner join titles as t on t.title = coalesce(b.title, '')
 $$;
 
 -- The learning data of a client: its leads with an outcome grouped by
@@ -159,18 +186,17 @@ returns table (
 language sql stable parallel safe
 as $$
   select
-    f.data_quality,
-    f.authority,
-    f.company_fit,
-    f.timing,
-    f.risk,
-    f.converted,
+    g.data_quality,
+    g.authority,
+    g.company_fit,
+    g.timing,
+    g.risk,
+    g.converted,
     array[
-      count(*) filter (where f.fold = 0), count(*) filter (where f.fold = 1), count(*) filter (where f.fold = 2),
-      count(*) filter (where f.fold = 3), count(*) filter (where f.fold = 4)
-    ]::integer []
-  from (select * from ci_private.who_lead_facts(p_client_id) offset 0) as f
-  group by f.data_quality, f.authority, f.company_fit, f.timing, f.risk, f.converted
+      sum(g.fold_counts[1]), sum(g.fold_counts[2]), sum(g.fold_counts[3]), sum(g.fold_counts[4]), sum(g.fold_counts[5])
+    ]::integer [] as fold_counts
+  from ci_private.who_lead_groups(p_client_id) as g
+  group by g.data_quality, g.authority, g.company_fit, g.timing, g.risk, g.converted
 $$;
 
 -- The weight fit, where PL/Python is available: the columns of
@@ -290,14 +316,14 @@ $$;
 revoke execute on function ci_private.als_learning_fold(uuid) from public, anon;
 revoke execute on function ci_private.who_size_band(integer) from public, anon;
 revoke execute on function ci_private.who_size_thresholds() from public, anon;
-revoke execute on function ci_private.who_lead_facts(uuid) from public, anon, authenticated;
+revoke execute on function ci_private.who_lead_groups(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.als_learning_rows(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.als_fit_available() from public, anon;
 revoke execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) from public, anon, authenticated;
 grant execute on function ci_private.als_learning_fold(uuid) to authenticated, service_role;
 grant execute on function ci_private.who_size_band(integer) to authenticated, service_role;
 grant execute on function ci_private.who_size_thresholds() to authenticated, service_role;
-grant execute on function ci_private.who_lead_facts(uuid) to service_role;
+grant execute on function ci_private.who_lead_groups(uuid) to service_role;
 grant execute on function ci_private.als_learning_rows(uuid) to service_role;
 grant execute on function ci_private.als_fit_available() to authenticated, service_role;
 grant execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) to service_role;

@@ -58,27 +58,13 @@ begin
       t.local_dow,
       t.local_hour,
       least(t.position, 7) as pos,
-      g.bucket,
-      g.label,
+      -- Gap buckets 1..7: under 1 day, 1-2, 2-3, 3-5, 5-8, 8-15, 15 and more.
+      width_bucket(t.gap_days, '{1, 2, 3, 5, 8, 15}'::real []) + 1 as bucket,
       count(*) as n,
       sum(t.booked) as c
     from pg_temp.ci_touches as t
-    cross join lateral (
-      select
-        case
-          when t.gap_days is null then null
-          when t.gap_days < 1 then 1 when t.gap_days < 2 then 2 when t.gap_days < 3 then 3
-          when t.gap_days < 5 then 4 when t.gap_days < 8 then 5 when t.gap_days < 15 then 6 else 7
-        end as bucket,
-        case
-          when t.gap_days is null then null
-          when t.gap_days < 1 then '0-1' when t.gap_days < 2 then '1-2' when t.gap_days < 3 then '2-3'
-          when t.gap_days < 5 then '3-5' when t.gap_days < 8 then '5-8' when t.gap_days < 15 then '8-15'
-          else '15+'
-        end as label
-    ) as g
     where t.booked is not null
-    group by 1, 2, 3, 4, 5
+    group by 1, 2, 3, 4
   ),
   agg as (
     select
@@ -90,11 +76,11 @@ begin
       x.local_hour,
       x.pos,
       x.bucket,
-      x.label,
+      ('{0-1, 1-2, 2-3, 3-5, 5-8, 8-15, 15+}'::text [])[x.bucket] as label,
       sum(x.n)::bigint as n,
       sum(x.c)::bigint as c
     from combos as x
-    group by grouping sets ((x.local_dow), (x.local_hour), (x.pos), (x.bucket, x.label), ())
+    group by grouping sets ((x.local_dow), (x.local_hour), (x.pos), (x.bucket), ())
   )
   select
     max(a.n) filter (where a.g_dow = 1 and a.g_hour = 1 and a.g_pos = 1 and a.g_gap = 1),
