@@ -280,6 +280,15 @@ as $$
   select md5(row(p_features, p_label_text)::text)::uuid
 $$;
 
+-- The label text a touch's content value keeps: its snapshot's text when a
+-- label is to be read from the dictionary, else null.
+create or replace function ci_private.needed_label_text(p_features ci_private.content_features, p_snapshot jsonb)
+returns text
+language sql immutable parallel safe
+as $$
+  select case when (p_features).needs_labels then ci_private.snapshot_label_text(p_snapshot) end
+$$;
+
 -- The key of a client's content value, stored now if it is new (null for no
 -- features or no client). A concurrent writer of the same new value waits
 -- for the first to commit, then reads its key. Called by the trigger (a
@@ -327,8 +336,7 @@ as $$
 begin
   new.content_features := ci_private.content_features_of(new.content_snapshot);
   new.content_key := ci_private.content_key_of(
-    new.client_id, new.content_features,
-    case when (new.content_features).needs_labels then ci_private.snapshot_label_text(new.content_snapshot) end
+    new.client_id, new.content_features, ci_private.needed_label_text(new.content_features, new.content_snapshot)
   );
   return new;
 end
@@ -400,8 +408,7 @@ begin
       l.label_text
     from public.activities as a
     cross join lateral (
-      select case when (a.content_features).needs_labels then ci_private.snapshot_label_text(a.content_snapshot) end
-        as label_text
+      select ci_private.needed_label_text(a.content_features, a.content_snapshot) as label_text
     ) as l
     where a.client_id = p_client_id
       and a.content_snapshot is not null
@@ -420,8 +427,7 @@ begin
     and a.content_features is distinct from null
     and k.client_id = p_client_id
     and k.digest = ci_private.content_digest(
-      a.content_features,
-      case when (a.content_features).needs_labels then ci_private.snapshot_label_text(a.content_snapshot) end
+      a.content_features, ci_private.needed_label_text(a.content_features, a.content_snapshot)
     );
   get diagnostics v_keyed = row_count;
   return v_read + v_keyed;
@@ -447,6 +453,8 @@ revoke execute on function ci_private.content_features_of(jsonb) from public, an
 revoke execute on function ci_private.snapshot_label_text(jsonb) from public, anon;
 revoke execute on function ci_private.activities_content_features() from public, anon, authenticated;
 revoke execute on function ci_private.content_digest(ci_private.content_features, text) from public, anon, authenticated;
+revoke execute on function ci_private.needed_label_text(ci_private.content_features, jsonb)
+from public, anon, authenticated;
 revoke execute on function ci_private.content_key_of(uuid, ci_private.content_features, text)
 from public, anon, authenticated;
 revoke execute on function ci_private.fill_content_features(uuid) from public, anon, authenticated;

@@ -167,7 +167,7 @@ begin
       true,
       t.channel,
       u.x,
-      case when (u.x).needs_labels then ci_private.snapshot_label_text(u.content_snapshot) end,
+      ci_private.needed_label_text(u.x, u.content_snapshot),
       t.booked is null,
       count(*),
       coalesce(sum(t.booked), 0)
