@@ -375,7 +375,7 @@ where ci_private.is_outbound_action(action);
 -- Read and key the missing content of a client's stored touches; returns how
 -- many touches were keyed. Run by each refresh before it reads (cheap when
 -- none are missing: the partial index is then empty). Features not yet read
--- are read through the trigger; touches read before keys existed are keyed
+-- are read by the trigger; touches read before keys existed are keyed
 -- set-based (each distinct value stored once, then one join). (A composite
 -- IS NOT NULL only when every field is: hence IS DISTINCT FROM NULL.)
 -- security definer: a repair over one client's rows run by the refresh, which
@@ -391,8 +391,10 @@ declare
   v_read integer;
   v_keyed integer;
 begin
+  -- Naming the column fires the trigger, which reads the snapshot (once) and
+  -- keys it: the value set here is never stored.
   update public.activities as a
-  set content_features = ci_private.content_features_of(a.content_snapshot)
+  set content_features = null
   where a.client_id = p_client_id
     and a.content_snapshot is not null
     and a.content_key is null

@@ -11,10 +11,11 @@
 -- The touches come from the outbound-touch index in (lead, send time) order,
 -- so numbering them needs no sort and reads no snapshot; the index also
 -- carries each touch's content key, the WHAT detector's way to its content
--- features (content_features migration). ci_private.ensure_touches(client) builds the relation unless it
--- was built for the same client in the same SQL statement: a refresh that
--- calls prepare_touches and then the detectors builds once; a detector called
--- on its own builds fresh, so it never reads a stale relation.
+-- features (content_features migration). ci_private.ensure_touches(client)
+-- builds the relation unless it was built for the same client in the same
+-- SQL statement: a refresh that calls prepare_touches and then the detectors
+-- builds once; a detector called on its own builds fresh, so it never reads a
+-- stale relation.
 --
 -- The unit of the detectors is the touch as a trial: `booked` is 1 for the
 -- converting touch (led_to_booking), 0 for a touch whose outcome is known not
