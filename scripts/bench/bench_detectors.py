@@ -16,7 +16,9 @@ then times, each as one statement on a warm cache:
 Runs --runs rounds, each round every measurement once (so that a drift of the
 machine, such as the page cache being reclaimed, weighs on all of them alike),
 and prints the median and the fastest seconds of each with their ratios to the
-reference; the goal is all four within 2x. Run with the venv's python:
+reference (the goal is all four within 2x), the peak private memory of the
+database backend and the temporary files written (scripts/bench/benchmem.py),
+and the size of the per-touch relation. Run with the venv's python:
 
   CI_DB_PORT=... .venv/bin/python scripts/bench/bench_detectors.py [--leads N]
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from benchmem import PeakMemory, temp_file_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 100_000
@@ -149,6 +152,8 @@ order by k, b.n;
 class Timing:
     name: str
     seconds: list[float]
+    peak_mb: list[float]   # the backend's private memory at its peak (empty: not readable)
+    spilled_mb: list[float]  # temporary files written
 
     @property
     def median(self) -> float:
@@ -206,22 +211,39 @@ def generate(conn: psycopg.Connection[tuple[object, ...]], leads: int) -> uuid.U
     return client
 
 
-def run_once(conn: psycopg.Connection[tuple[object, ...]], sql: str, client: uuid.UUID) -> float:
-    started = time.perf_counter()
-    with conn.transaction():
-        conn.execute(sql, {"client": client}).fetchall()
-    return time.perf_counter() - started
+def run_once(conn: psycopg.Connection[tuple[object, ...]], sql: str, client: uuid.UUID, timing: Timing) -> None:
+    spilled = temp_file_bytes(conn)
+    with PeakMemory(conn) as memory:
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute(sql, {"client": client}).fetchall()
+        timing.seconds.append(time.perf_counter() - started)
+    if memory.peak_mb is not None:
+        timing.peak_mb.append(memory.peak_mb)
+    timing.spilled_mb.append((temp_file_bytes(conn) - spilled) / 2**20)
 
 
 def timed(conn: psycopg.Connection[tuple[object, ...]], queries: list[tuple[str, str]], client: uuid.UUID,
           runs: int) -> list[Timing]:
     """Every query once per round, rounds repeated: a drift of the machine (page
     cache, other load) then weighs on all measurements alike, not on one."""
-    results = [Timing(name, []) for name, _ in queries]
+    results = [Timing(name, [], [], []) for name, _ in queries]
     for _ in range(runs):
         for timing, (_, sql) in zip(results, queries):
-            timing.seconds.append(run_once(conn, sql, client))
+            run_once(conn, sql, client, timing)
     return results
+
+
+def relation_sizes(conn: psycopg.Connection[tuple[object, ...]], client: uuid.UUID) -> tuple[float, float]:
+    """MB of the per-touch relation's two tables (touches, leads), built and dropped."""
+    with conn.transaction():
+        conn.execute("select ci_private.prepare_touches(%(client)s)", {"client": client})
+        row = conn.execute(
+            "select pg_total_relation_size('pg_temp.ci_touches'), pg_total_relation_size('pg_temp.ci_touch_leads')"
+        ).fetchone()
+        assert row is not None
+        conn.execute("drop table pg_temp.ci_touch_meta, pg_temp.ci_touches, pg_temp.ci_touch_leads")
+    return int(str(row[0])) / 2**20, int(str(row[1])) / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,11 +304,18 @@ def main(argv: list[str] | None = None) -> int:
             ))
         conn.execute(reference, {"client": client}).fetchall()  # warm the cache
         results = timed(conn, queries, client, args.runs)
+        touches_mb, leads_mb = relation_sizes(conn, client)
 
     base, base_fast = results[0].median, results[0].fastest
-    print(f"\n{'measurement':<40} {'median s':>9} {'x reference':>12} {'fastest s':>10} {'x reference':>12}")
+    print(f"\n{'measurement':<40} {'median s':>9} {'x reference':>12} {'fastest s':>10} {'x reference':>12}"
+          f" {'peak MB':>8} {'spilled MB':>10}")
     for r in results:
-        print(f"{r.name:<40} {r.median:>9.2f} {r.median / base:>12.2f} {r.fastest:>10.2f} {r.fastest / base_fast:>12.2f}")
+        peak = f"{max(r.peak_mb):>8.0f}" if r.peak_mb else f"{'n/a':>8}"
+        print(f"{r.name:<40} {r.median:>9.2f} {r.median / base:>12.2f} {r.fastest:>10.2f} {r.fastest / base_fast:>12.2f}"
+              f" {peak} {max(r.spilled_mb):>10.0f}")
+    print("\npeak MB: the database backend's private memory (RssAnon) at its peak over the rounds; spilled MB:")
+    print("temporary files written by sorts and hashes. The per-touch relation itself (temporary tables):")
+    print(f"{touches_mb:.0f} MB of touches and {leads_mb:.0f} MB of leads.")
     return 0
 
 

@@ -12,7 +12,9 @@ warm cache:
      trigger vs with it disabled: goal <= 1.5x;
   3. public.detect_who_patterns on the large client, which includes the
      in-database weight fit (PL/Python), and its parts: the learning data
-     (ci_private.als_learning_rows) and the fit alone: goal well under 10 s.
+     (ci_private.als_learning_rows) and the fit alone: goal well under 10 s;
+     with the peak private memory of the database backend during the detector
+     and the temporary files it wrote (scripts/bench/benchmem.py).
 
 Run with the venv's python against your own cluster:
 
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from benchmem import PeakMemory, temp_file_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 100_000
@@ -232,10 +235,17 @@ def bench_who(conn: psycopg.Connection[tuple[object, ...]], client: uuid.UUID, r
     fit: list[float] = []
     pattern: dict[str, Any] = {}
     arrays: tuple[Any, ...] | None = None
+    peak: list[float] = []
+    spilled: list[float] = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        got = conn.execute("select public.detect_who_patterns(%s)", (client,)).fetchone()
-        detect.append(time.perf_counter() - t0)
+        before = temp_file_bytes(conn)
+        with PeakMemory(conn) as memory:
+            t0 = time.perf_counter()
+            got = conn.execute("select public.detect_who_patterns(%s)", (client,)).fetchone()
+            detect.append(time.perf_counter() - t0)
+        if memory.peak_mb is not None:
+            peak.append(memory.peak_mb)
+        spilled.append((temp_file_bytes(conn) - before) / 2**20)
         pattern = got[0] if got and isinstance(got[0], dict) else {}
         t0 = time.perf_counter()
         arrays = conn.execute(
@@ -254,6 +264,8 @@ def bench_who(conn: psycopg.Connection[tuple[object, ...]], client: uuid.UUID, r
     top = rankings[0].get("title") if isinstance(rankings, list) and rankings else None
     return {
         "detect_who_patterns_s": statistics.median(detect),
+        "detect_who_peak_mb": max(peak) if peak else None,
+        "detect_who_spilled_mb": max(spilled),
         "learning_rows_s": statistics.median(rows),
         "fit_s": statistics.median(fit) if fit else None,
         "learning_groups": int(str(arrays[7])) if arrays is not None else None,
@@ -299,6 +311,10 @@ def main() -> int:
                   f"({w['learning_groups']} groups); fit alone "
                   f"{'n/a' if w['fit_s'] is None else format(w['fit_s'], '.2f') + ' s'}", flush=True)
             print(f"  sample {w['sample_size']}, top title {w['top_title']!r}, decision {w['decision']}", flush=True)
+            peak = w["detect_who_peak_mb"]
+            print(f"  memory: the backend's private memory (RssAnon) peaked at "
+                  f"{'n/a' if peak is None else format(peak, '.0f') + ' MB'}; "
+                  f"temporary files {w['detect_who_spilled_mb']:.0f} MB", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     return 0

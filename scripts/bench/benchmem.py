@@ -1,0 +1,79 @@
+"""Memory and disk figures of a benchmark's database session.
+
+The benchmarks run next to their database (the embedded default), so the
+backend's /proc/<pid>/status is readable: while a statement runs, a thread reads
+it every 20 ms and keeps the peak of RssAnon, the backend's private memory (the
+hashes and sorts that work_mem allows, local buffers of temporary tables; the
+shared buffers are not in it). Where /proc cannot be read (a remote database)
+the peak is None. Spills to disk are the growth of pg_stat_database.temp_bytes
+over the statement (temporary files of sorts and hashes; temporary tables are
+not counted there).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import psycopg
+
+__all__ = ["PeakMemory", "temp_file_bytes"]
+
+
+class PeakMemory:
+    """Peak private memory (RssAnon) of a connection's backend while in the block."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self._path = Path(f"/proc/{conn.info.backend_pid}/status")
+        self._peak_kb: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read_kb(self) -> int | None:
+        try:
+            text = self._path.read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+        return None
+
+    def _sample(self) -> None:
+        kb = self._read_kb()
+        if kb is not None and (self._peak_kb is None or kb > self._peak_kb):
+            self._peak_kb = kb
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def __enter__(self) -> Self:
+        self._sample()
+        if self._peak_kb is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+    @property
+    def peak_mb(self) -> float | None:
+        return None if self._peak_kb is None else self._peak_kb / 1024
+
+
+def temp_file_bytes(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    """Bytes of temporary files written in this database so far (after flushing
+    this session's pending statistics). The connection must be in autocommit."""
+    conn.execute("select pg_stat_force_next_flush()")
+    row = conn.execute(
+        "select coalesce(temp_bytes, 0) from pg_stat_database where datname = current_database()"
+    ).fetchone()
+    return int(str(row[0])) if row else 0
