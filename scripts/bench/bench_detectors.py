@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from benchmem import PeakMemory, temp_file_bytes
+from benchmem import Footprint
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 100_000
@@ -212,15 +212,14 @@ def generate(conn: psycopg.Connection[tuple[object, ...]], leads: int) -> uuid.U
 
 
 def run_once(conn: psycopg.Connection[tuple[object, ...]], sql: str, client: uuid.UUID, timing: Timing) -> None:
-    spilled = temp_file_bytes(conn)
-    with PeakMemory(conn) as memory:
+    with Footprint(conn) as footprint:
         started = time.perf_counter()
         with conn.transaction():
             conn.execute(sql, {"client": client}).fetchall()
         timing.seconds.append(time.perf_counter() - started)
-    if memory.peak_mb is not None:
-        timing.peak_mb.append(memory.peak_mb)
-    timing.spilled_mb.append((temp_file_bytes(conn) - spilled) / 2**20)
+    if footprint.peak_mb is not None:
+        timing.peak_mb.append(footprint.peak_mb)
+    timing.spilled_mb.append(footprint.spilled_mb)
 
 
 def timed(conn: psycopg.Connection[tuple[object, ...]], queries: list[tuple[str, str]], client: uuid.UUID,
@@ -235,14 +234,13 @@ def timed(conn: psycopg.Connection[tuple[object, ...]], queries: list[tuple[str,
 
 
 def relation_sizes(conn: psycopg.Connection[tuple[object, ...]], client: uuid.UUID) -> tuple[float, float]:
-    """MB of the per-touch relation's two tables (touches, leads), built and dropped."""
+    """MB of the per-touch relation's two tables (touches, leads); dropped at commit."""
     with conn.transaction():
         conn.execute("select ci_private.prepare_touches(%(client)s)", {"client": client})
         row = conn.execute(
             "select pg_total_relation_size('pg_temp.ci_touches'), pg_total_relation_size('pg_temp.ci_touch_leads')"
         ).fetchone()
         assert row is not None
-        conn.execute("drop table pg_temp.ci_touch_meta, pg_temp.ci_touches, pg_temp.ci_touch_leads")
     return int(str(row[0])) / 2**20, int(str(row[1])) / 2**20
 
 

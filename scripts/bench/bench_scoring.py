@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchmem import PeakMemory, temp_file_bytes
+from benchmem import Footprint
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 100_000
@@ -238,14 +238,13 @@ def bench_who(conn: psycopg.Connection[tuple[object, ...]], client: uuid.UUID, r
     peak: list[float] = []
     spilled: list[float] = []
     for _ in range(repeat):
-        before = temp_file_bytes(conn)
-        with PeakMemory(conn) as memory:
+        with Footprint(conn) as footprint:
             t0 = time.perf_counter()
             got = conn.execute("select public.detect_who_patterns(%s)", (client,)).fetchone()
             detect.append(time.perf_counter() - t0)
-        if memory.peak_mb is not None:
-            peak.append(memory.peak_mb)
-        spilled.append((temp_file_bytes(conn) - before) / 2**20)
+        if footprint.peak_mb is not None:
+            peak.append(footprint.peak_mb)
+        spilled.append(footprint.spilled_mb)
         pattern = got[0] if got and isinstance(got[0], dict) else {}
         t0 = time.perf_counter()
         arrays = conn.execute(

@@ -18,15 +18,20 @@ from typing import Self
 
 import psycopg
 
-__all__ = ["PeakMemory", "temp_file_bytes"]
+__all__ = ["Footprint", "temp_file_bytes"]
 
 
-class PeakMemory:
-    """Peak private memory (RssAnon) of a connection's backend while in the block."""
+class Footprint:
+    """Peak private memory (RssAnon) of a connection's backend while in the block,
+    and the temporary files written meanwhile. The connection must be in
+    autocommit; the statistics queries run outside the block's own work."""
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self._conn = conn
         self._path = Path(f"/proc/{conn.info.backend_pid}/status")
         self._peak_kb: int | None = None
+        self._temp_before = 0
+        self._temp_after = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -50,6 +55,7 @@ class PeakMemory:
             self._sample()
 
     def __enter__(self) -> Self:
+        self._temp_before = temp_file_bytes(self._conn)
         self._sample()
         if self._peak_kb is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
@@ -63,10 +69,15 @@ class PeakMemory:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        self._temp_after = temp_file_bytes(self._conn)
 
     @property
     def peak_mb(self) -> float | None:
         return None if self._peak_kb is None else self._peak_kb / 1024
+
+    @property
+    def spilled_mb(self) -> float:
+        return (self._temp_after - self._temp_before) / 2**20
 
 
 def temp_file_bytes(conn: psycopg.Connection[tuple[object, ...]]) -> int:
