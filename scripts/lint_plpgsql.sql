@@ -1,6 +1,7 @@
 -- plpgsql_check over every PL/pgSQL function of this layer (schemas ci_private
 -- and public, not extension members). Trigger functions are checked against
--- each table whose trigger calls them. Prints one row per problem.
+-- each table whose trigger calls them, with the trigger's transition tables.
+-- Prints one row per problem.
 create extension if not exists plpgsql_check with schema extensions;
 
 with fns as (
@@ -16,7 +17,7 @@ with fns as (
     )
 ),
 targets as (
-  select f.oid, f.fn, coalesce(t.tgrelid, 0) as relid
+  select f.oid, f.fn, coalesce(t.tgrelid, 0) as relid, t.tgoldtable as oldtable, t.tgnewtable as newtable
   from fns as f
   left join pg_trigger as t on f.is_trigger and t.tgfoid = f.oid and not t.tgisinternal
   where not f.is_trigger or t.tgrelid is not null
@@ -25,7 +26,8 @@ select tg.fn, tg.relid::regclass as on_table, r.lineno, r.level, r.message
 from targets as tg
 cross join lateral extensions.plpgsql_check_function_tb(
   tg.oid, tg.relid::regclass, fatal_errors => false, other_warnings => false,
-  extra_warnings => false, performance_warnings => false
+  extra_warnings => false, performance_warnings => false,
+  oldtable => tg.oldtable, newtable => tg.newtable
 ) as r
 where r.level in ('error', 'warning')
 order by 1, 2, 3;

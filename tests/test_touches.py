@@ -7,6 +7,7 @@ pay for generation once.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -222,3 +223,55 @@ def test_local_time_is_exact_across_a_dst_change(conn: Conn) -> None:
         )
     rows = _relation(conn, client[0], "select local_hour from pg_temp.ci_touches order by position")
     assert [r[0] for r in rows] == [9, 10], "GMT before the change, BST after"
+
+
+@pytest.mark.parametrize("earlier_touches", [1, 0], ids=["lead with touches", "new lead"])
+def test_concurrent_sends_to_one_lead_both_land(dsn: str, conn: Conn, earlier_touches: int) -> None:
+    client = conn.execute("insert into public.clients (name) values ('issue 4 concurrent') returning id").fetchone()
+    assert client is not None
+    lead = conn.execute(
+        "insert into public.leads (client_id, first_name) values (%s, 'both') returning id", (client[0],)
+    ).fetchone()
+    assert lead is not None
+    send = (
+        "insert into public.activities (client_id, lead_id, channel, action, created_at)"
+        " values (%s, %s, %s, 'sent', %s)"
+    )
+    if earlier_touches:
+        conn.execute(send, (client[0], lead[0], "email", dt.datetime(2026, 4, 1, 9, tzinfo=dt.UTC)))
+
+    first = psycopg.connect(dsn)
+    second = psycopg.connect(dsn)
+    try:
+        first.execute(send, (client[0], lead[0], "sms", dt.datetime(2026, 4, 2, 9, tzinfo=dt.UTC)))
+        # The second writer's trigger waits for the first writer: for its lock on
+        # the lead's rows, or (a new lead: no rows to lock) for its new rows.
+        errors: list[psycopg.Error] = []
+
+        def write_second() -> None:
+            try:
+                second.execute(send, (client[0], lead[0], "voice", dt.datetime(2026, 4, 3, 9, tzinfo=dt.UTC)))
+            except psycopg.Error as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        writer = threading.Thread(target=write_second)
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive(), "the second writer waits for the first"
+        first.commit()
+        writer.join(timeout=10)
+        assert not writer.is_alive() and not errors
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+
+    row = conn.execute(
+        "select ci_private.sequence_channels(max(t.sequence_code), count(*)::integer)"
+        " from ci_private.lead_touches as t where t.lead_id = %s",
+        (lead[0],),
+    ).fetchone()
+    expected = ["email", "sms", "voice"][1 - earlier_touches:]
+    assert row == (expected,), "neither concurrent send is lost"
+    in_step = conn.execute("select ci_private.ensure_lead_touches(%s, true)", (client[0],)).fetchone()
+    assert in_step == (0,)

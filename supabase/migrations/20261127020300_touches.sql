@@ -8,10 +8,11 @@
 --   pg_temp.ci_touches      one row per outbound touch on a known channel, in
 --                           send order (shape: ci_private.touch)
 --   pg_temp.ci_touch_meta   which client, when, what was skipped and why.
--- The touches come from the outbound-touch index in (lead, send time) order,
--- so numbering them needs no sort and reads no snapshot; the index also
--- carries each touch's content key, the WHAT detector's way to its content
--- features (content_features migration). ci_private.ensure_touches(client)
+-- The touches come from ci_private.lead_touches (lead_touches migration),
+-- numbered in send order with their gaps, channel sets and sequences when
+-- they were written, so a build neither reads nor numbers activities; each
+-- carries its content key, the WHAT detector's way to its content features
+-- (content_features migration). ci_private.ensure_touches(client)
 -- builds the relation unless it was built for the same client in the same
 -- SQL statement: a refresh that calls prepare_touches and then the detectors
 -- builds once; a detector called on its own builds fresh, so it never reads a

@@ -1,14 +1,14 @@
 -- ci_private.prepare_touches: builds the shared per-touch relation of a client
--- (described in the touches migration) from its leads and the outbound-touch
--- index. Kept in a file of its own: it is the layer's one long query.
+-- (described in the touches migration) from its leads and their touches as
+-- kept on write (lead_touches migration). Kept in a file of its own: it is the
+-- layer's one long query.
 
 -- Build the per-touch relation of a client (see the header of the touches
 -- migration). Returns the number of outbound touches. The leads first (local
 -- zone per contract section 3: the lead's, else the campaign's, else the
 -- client's, else UTC; a name that is not a valid zone is passed over and
--- counted, never an error); then the touches, numbered in send order straight
--- from the outbound-touch index (its order is the window's: no sort), joined to
--- their leads by hash.
+-- counted, never an error); then the touches, numbered in send order when
+-- they were written (ci_private.lead_touches), joined to their leads by hash.
 -- security definer: reads the client's leads and activities whatever the
 -- caller's row-level policies (access is checked first, for reading).
 -- work_mem: the hash of a large client's leads fits in memory; jit: compiling
@@ -27,6 +27,8 @@ begin
   perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
   perform 'PRAGMA:TABLE: ci_touch_meta (client_id uuid, built_at timestamptz, leads integer, touches integer, decided_leads integer, skipped jsonb)';
   perform ci_private.assert_client_access(p_client_id, false);
+  -- Rows stored before the layer or with its triggers disabled: rebuilt first.
+  perform ci_private.ensure_lead_touches(p_client_id);
 
   if pg_catalog.to_regclass('pg_temp.ci_touch_meta') is not null then
     drop table pg_temp.ci_touch_meta;
@@ -59,70 +61,47 @@ begin
     and l.deleted_at is null;
   analyze pg_temp.ci_touch_leads;
 
-  -- Two window passes over the index order (no sort): position, previous and
-  -- next send time; then the running channel set and sequence code, which
-  -- need the position. Local time: one zone conversion per touch.
+  -- The touches as kept on write (lead_touches migration: numbered, with
+  -- gaps, channel sets and sequences), joined to their leads by hash. Local
+  -- time: one zone conversion a touch.
   create temp table ci_touches on commit drop as
   select
     q.touch_id,
     q.lead_no,
-    q.rn::smallint as position,
+    q.touch_no as position,
     q.channel,
     q.created_at,
     -- Hours since 1970-01-01 00:00 local, a Thursday (day 4 counting from
     -- Sunday); integer arithmetic only (numeric division cost 0.7 us a touch).
     ((((q.local_hours - (q.local_hours % 24 + 24) % 24) / 24 + 4) % 7 + 7) % 7)::smallint as local_dow,
     ((q.local_hours % 24 + 24) % 24)::smallint as local_hour,
-    (date_part('epoch', q.created_at - q.prev_at) / 86400)::real as gap_days,
+    q.gap_days,
     q.led_to_booking,
     coalesce(q.created_at > q.converted_at, false) as after_conversion,
     (case
       when q.created_at > q.converted_at then null
       when q.outcome = 1 then q.led_to_booking::integer
       when q.outcome = 0 then 0
-      when q.next_at is null then null
+      when q.is_last then null
       else 0
     end)::smallint as booked,
     q.outcome,
     q.tier,
     (q.sequence_code & 7)::smallint as first_channel,
     q.channel_mask,
-    case when q.rn <= 6 then q.sequence_code end as prefix_code,
+    case when q.touch_no <= 6 then q.sequence_code end as prefix_code,
     q.content_key
   from (
     select
-      w.*,
+      t.*,
       l.lead_no,
       l.outcome,
       l.tier,
       l.converted_at,
-      floor(date_part('epoch', w.created_at at time zone l.zone) / 3600)::bigint as local_hours
-    from (
-      select
-        s.*,
-        bit_or((1 << (s.channel - 1))::smallint) over t as channel_mask,
-        bit_or(case when s.rn <= 10 then s.channel::integer << (3 * (s.rn::integer - 1)) else 0 end) over t as sequence_code
-      from (
-        select
-          a.id as touch_id,
-          a.lead_id,
-          a.created_at,
-          ci_private.channel_code(a.channel) as channel,
-          coalesce(a.led_to_booking, false) as led_to_booking,
-          a.content_key,
-          row_number() over t as rn,
-          lag(a.created_at) over t as prev_at,
-          lead(a.created_at) over t as next_at
-        from public.activities as a
-        where a.client_id = p_client_id
-          and ci_private.is_outbound_action(a.action)
-          and ci_private.channel_code(a.channel) is not null
-        window t as (partition by a.lead_id order by a.created_at, a.id)
-      ) as s
-      -- Rows, not the default range frame: no peer checks (send order is unique).
-      window t as (partition by s.lead_id order by s.created_at, s.touch_id rows between unbounded preceding and current row)
-    ) as w
-    inner join pg_temp.ci_touch_leads as l on l.lead_id = w.lead_id
+      floor(date_part('epoch', t.created_at at time zone l.zone) / 3600)::bigint as local_hours
+    from ci_private.lead_touches as t
+    inner join pg_temp.ci_touch_leads as l on l.lead_id = t.lead_id
+    where t.client_id = p_client_id
     offset 0
   ) as q;
 
