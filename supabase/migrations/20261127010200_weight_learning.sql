@@ -61,6 +61,45 @@ $$;
 -- the second). Callers regroup the result; it has about a quarter as many
 -- rows as there are leads.
 -- (Replaces ci_private.who_lead_facts, one row per lead.)
+-- The date (UTC) of each lead's first outbound touch (contract section 3: any
+-- channel), the WHO detector's as-of date. For a client whose touches are kept
+-- on write (ci_private.lead_touches, lead_touches migration) from each lead's
+-- first kept touch, a small partial index, and the few outbound touches on
+-- channels the detectors do not know; for one not yet built, from the
+-- outbound-touch index as an aggregate over all its touches. PL/pgSQL: the
+-- table comes from a later migration, and is read only when this runs.
+create or replace function ci_private.lead_first_touch_dates(p_client_id uuid)
+returns table (lead_id uuid, as_of date)
+language plpgsql stable
+rows 100000
+as $$
+begin
+  if exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id) then
+    return query
+    select f.lead_id, (min(f.created_at) at time zone 'UTC')::date
+    from (
+      select t.lead_id, t.created_at
+      from ci_private.lead_touches as t
+      where t.client_id = p_client_id and t.touch_no = 1
+      union all
+      select a.lead_id, a.created_at
+      from public.activities as a
+      where a.client_id = p_client_id
+        and ci_private.is_outbound_action(a.action)
+        and ci_private.channel_code(a.channel) is null
+    ) as f
+    group by f.lead_id;
+  else
+    return query
+    select a.lead_id, (min(a.created_at) at time zone 'UTC')::date
+    from public.activities as a
+    where a.client_id = p_client_id
+      and ci_private.is_outbound_action(a.action)
+    group by a.lead_id;
+  end if;
+end
+$$;
+
 drop function if exists ci_private.who_lead_facts(uuid);
 create or replace function ci_private.who_lead_groups(p_client_id uuid)
 returns table (
@@ -89,16 +128,11 @@ as $$
     cross join lateral ci_private.als_context(c) as k
     where c.id = p_client_id
   ),
-  -- The date (UTC) of each lead's first outbound touch, from the outbound-touch
-  -- index in lead order (no sort, no table read). Converted here, once a lead:
+  -- The date (UTC) of each lead's first outbound touch, converted once a lead:
   -- the rules read the as-of date several times, and an expression in its place
   -- was evaluated at each read (about 1 us a lead).
   first_touch as materialized (
-    select a.lead_id, (min(a.created_at) at time zone 'UTC')::date as as_of
-    from public.activities as a
-    where a.client_id = p_client_id
-      and ci_private.is_outbound_action(a.action)
-    group by a.lead_id
+    select f.lead_id, f.as_of from ci_private.lead_first_touch_dates(p_client_id) as f
   ),
   by_lead as materialized (
     select
@@ -319,6 +353,7 @@ revoke execute on function ci_private.als_learning_fold(uuid) from public, anon;
 revoke execute on function ci_private.who_size_band(integer) from public, anon;
 revoke execute on function ci_private.who_size_thresholds() from public, anon;
 revoke execute on function ci_private.who_lead_groups(uuid) from public, anon, authenticated;
+revoke execute on function ci_private.lead_first_touch_dates(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.als_learning_rows(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.als_fit_available() from public, anon;
 revoke execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) from public, anon, authenticated;
@@ -326,6 +361,7 @@ grant execute on function ci_private.als_learning_fold(uuid) to authenticated, s
 grant execute on function ci_private.who_size_band(integer) to authenticated, service_role;
 grant execute on function ci_private.who_size_thresholds() to authenticated, service_role;
 grant execute on function ci_private.who_lead_groups(uuid) to service_role;
+grant execute on function ci_private.lead_first_touch_dates(uuid) to service_role;
 grant execute on function ci_private.als_learning_rows(uuid) to service_role;
 grant execute on function ci_private.als_fit_available() to authenticated, service_role;
 grant execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) to service_role;

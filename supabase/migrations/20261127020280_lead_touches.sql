@@ -21,9 +21,11 @@
 -- outbound-touch index (a lead's touches are a handful of index entries); a
 -- bulk statement recomputes each of its leads once. They fire also under
 -- session_replication_role = replica (enable always): a logical-replication
--- or restore session writes through them too. Writers of the same lead
--- serialise before reading (recompute_lead_touches), so that two concurrent
--- sends to a lead both land, its first sends too.
+-- or restore session writes through them too. Two concurrent writers of one
+-- lead both land (recompute_lead_touches: the second reads the lead again
+-- once the first has committed); the price is that two transactions sending
+-- to the same two leads in opposite orders can deadlock, and PostgreSQL then
+-- aborts one of them.
 --
 -- Built once per client: a client created after this layer is whole from the
 -- start; the rows of one that had touches before are not there until
@@ -50,6 +52,11 @@ create table if not exists ci_private.lead_touches (
   is_last boolean not null,         -- the lead's last touch so far
   primary key (client_id, lead_id, touch_no)
 );
+-- Each lead's first kept touch: the WHO detector's as-of date
+-- (ci_private.lead_first_touch_dates) without reading the others.
+create index if not exists lead_touches_first_idx
+on ci_private.lead_touches (client_id, lead_id) include (created_at)
+where touch_no = 1;
 comment on table ci_private.lead_touches is
 'Each lead''s outbound touches in send order with position, gap, channel set and sequence; kept by triggers on activities.';
 -- Tenant data read and written only by the layer's security definer functions.
@@ -104,28 +111,22 @@ declare
   v_written integer;
   v_rounds integer := 0;
 begin
+  -- A bulk statement holds its clients exclusively, a statement of a few
+  -- leads holds them shared: bulk writers, which lock many leads' rows in no
+  -- set order, never deadlock with each other or with single sends.
+  if cardinality(p_lead_ids) <= 64 then
+    perform pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtext('ci_lead_touches'), pg_catalog.hashtext(c.client_id::text))
+    from (select distinct u.client_id from unnest(p_client_ids) as u (client_id) order by 1) as c;
+  else
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ci_lead_touches'), pg_catalog.hashtext(c.client_id::text))
+    from (select distinct u.client_id from unnest(p_client_ids) as u (client_id) order by 1) as c;
+  end if;
+
   loop
     v_rounds := v_rounds + 1;
-    -- Writers of one lead serialise before reading its touches, so that two
-    -- concurrent sends to a lead both land: a statement of a few leads locks
-    -- their rows (row locks take no room in the lock table, which a long
-    -- transaction of single inserts would fill with a lock per lead) and
-    -- holds its clients shared; a bulk statement holds its clients
-    -- exclusively. The next statement then reads the touches as committed by
-    -- any writer it waited for.
-    if cardinality(p_lead_ids) <= 64 then
-      perform pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtext('ci_lead_touches'), pg_catalog.hashtext(c.client_id::text))
-      from (select distinct u.client_id from unnest(p_client_ids) as u (client_id) order by 1) as c;
-      perform 1
-      from ci_private.lead_touches as t
-      where (t.client_id, t.lead_id) in (select u.client_id, u.lead_id from unnest(p_client_ids, p_lead_ids) as u (client_id, lead_id))
-      order by t.client_id, t.lead_id, t.touch_no
-      for update of t;
-    else
-      perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ci_lead_touches'), pg_catalog.hashtext(c.client_id::text))
-      from (select distinct u.client_id from unnest(p_client_ids) as u (client_id) order by 1) as c;
-    end if;
-
+    -- Two writers of one lead: the delete waits for the other writer's delete
+    -- of the same rows, and the insert below, a new statement, then reads the
+    -- lead's touches as that writer committed them.
     delete from ci_private.lead_touches as t
     using (select distinct u.client_id, u.lead_id from unnest(p_client_ids, p_lead_ids) as u (client_id, lead_id)) as k
     where t.client_id = k.client_id and t.lead_id = k.lead_id;
@@ -174,9 +175,9 @@ begin
     )
 
     select (select count(*) from computed), (select count(*) from written) into v_computed, v_written;
-    -- A lead without rows had none to lock: when another transaction wrote its
-    -- first touches meanwhile, the insert waited for it and skipped its rows.
-    -- It has committed now; read the lead again.
+    -- When another writer's rows were not there to delete (a lead's first
+    -- touches, or rows it wrote after this delete), the insert waited for it
+    -- and skipped the rows it holds: it has committed now; read the lead again.
     exit when v_written = v_computed or v_rounds >= 5;
   end loop;
   return v_written;

@@ -5,7 +5,7 @@
 -- written with the triggers disabled; then who may read the table and run its
 -- functions (the owner side first, then a member, then anon).
 begin;
-select plan(27);
+select plan(30);
 
 create temp table k (key text primary key, id uuid not null unique);
 grant select on pg_temp.k to authenticated, anon;
@@ -149,6 +149,18 @@ select is(
   (select count(*) from ci_private.lead_touches as t inner join public.leads as l on l.id = t.lead_id where l.first_name = 'bulk1'),
   0::bigint, 'and a lead whose sends were deleted with the triggers disabled loses its rows');
 select is(ci_private.ensure_lead_touches(pg_temp.id('client'), true), 0, 'then in step again');
+
+-- WHO's as-of date, the first outbound send of any channel: from the kept
+-- touches and the unknown-channel sends, or (a client not built) from all sends.
+select is(
+  (select f.as_of from ci_private.lead_first_touch_dates(pg_temp.id('client')) as f where f.lead_id = pg_temp.id('a')),
+  '2026-04-30'::date, 'the first send counts though its channel is not one the detectors know');
+create temp table built_dates as select * from ci_private.lead_first_touch_dates(pg_temp.id('client'));
+select is((select count(*) from built_dates), 80::bigint, 'a date for every lead with a send');
+delete from ci_private.lead_touches_built where client_id = pg_temp.id('client');
+select set_eq('select * from ci_private.lead_first_touch_dates(pg_temp.id(''client''))', 'select * from built_dates',
+  'the same dates from the activities when the client is not built');
+insert into ci_private.lead_touches_built (client_id, touches) values (pg_temp.id('client'), 0);
 
 -- Who may read and run it. A member of the client.
 insert into pg_temp.k (key, id) values ('member', gen_random_uuid());

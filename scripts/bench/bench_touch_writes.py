@@ -1,0 +1,190 @@
+"""What keeping each lead's touches (ci_private.lead_touches) costs the writes of activities.
+
+Creates a client with N leads (default 20000), each with four outbound touches,
+then times, with the lead_touches triggers enabled and disabled (`alter table
+... disable trigger` inside the timed transaction, which is rolled back: the
+triggers can never stay disabled, and every run starts from the same rows):
+
+  * single sends: 2000 INSERT statements of one outbound touch each, in a
+    server-side loop (no client round trips, so the ratio is the strict one);
+  * single opens: the same with an inbound activity (the triggers read the
+    statement's rows and find no touch);
+  * one bulk INSERT of a send to every lead;
+  * one UPDATE of the subject of every outbound touch (no column the
+    triggers keep: they compare the rows and recompute nothing);
+  * one DELETE of a touch of every lead.
+
+Several repetitions alternating the order; medians, their ratio, and the
+difference per row in microseconds. Then the one-time rebuild of the client's
+rows (ci_private.rebuild_lead_touches), per lead. Prints figures, asserts nothing.
+
+    .venv/bin/python scripts/bench/bench_touch_writes.py [--leads N] [--reps R] [--dsn URL]
+
+Without --dsn: $DATABASE_URL, else the embedded database (scripts/db.sh url,
+which honours CI_DB_PORT). The bench client is deleted at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TRIGGERS = ("activities_ci_lead_touches_ins", "activities_ci_lead_touches_upd", "activities_ci_lead_touches_del")
+SINGLES = 2000
+
+LOOP = """
+do $$
+declare r record;
+begin
+  for r in select l.id, l.client_id from public.leads as l where l.client_id = '{client}' order by l.id limit {n} loop
+    insert into public.activities (client_id, lead_id, channel, action, created_at)
+    values (r.client_id, r.id, 'email', '{action}', now());
+  end loop;
+end
+$$"""
+
+STATEMENTS = {
+    "single sends": (LOOP.replace("{action}", "sent"), SINGLES),
+    "single opens": (LOOP.replace("{action}", "opened"), SINGLES),
+    "bulk insert": (
+        ("insert into public.activities (client_id, lead_id, channel, action, created_at) "
+        "select l.client_id, l.id, 'linkedin', 'sent', now() from public.leads as l where l.client_id = '{client}'"),
+        0,
+    ),
+    "update subject": (
+        ("update public.activities set subject = coalesce(subject, '') || 'x' "
+        "where client_id = '{client}' and action = 'sent'"),
+        0,
+    ),
+    "delete a touch": (
+        ("delete from public.activities where client_id = '{client}' and action = 'sent' "
+        "and created_at < now() - interval '9 days'"),
+        0,
+    ),
+}
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """All runs of one statement in one trigger state, in milliseconds, and the rows it wrote."""
+
+    statement: str
+    triggers: bool
+    runs_ms: tuple[float, ...]
+    rows: int
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.runs_ms)
+
+
+def default_dsn() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "db.sh"), "url"], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def create_bench_client(conn: Conn, leads: int) -> uuid.UUID:
+    """A client with `leads` open leads of four outbound touches each (days 12, 9, 6, 3 ago)."""
+    client_id = uuid.uuid4()
+    t0 = time.perf_counter()
+    conn.execute("insert into public.clients (id, name) values (%s, 'bench: touch writes')", (client_id,))
+    conn.execute(
+        "insert into public.leads (client_id, first_name, company, status) "
+        "select %s, 'First' || i, 'Company ' || i, 'in_sequence' from generate_series(1, %s) as i",
+        (client_id, leads),
+    )
+    conn.execute(
+        """
+        insert into public.activities (client_id, lead_id, channel, action, created_at)
+        select l.client_id, l.id, (array['email', 'linkedin', 'sms', 'voice'])[k]::public.channel_type,
+               'sent', now() - interval '1 day' * (15 - 3 * k)
+        from public.leads as l cross join generate_series(1, 4) as k
+        where l.client_id = %s
+        """,
+        (client_id,),
+    )
+    conn.execute("vacuum analyze public.leads")
+    conn.execute("vacuum analyze public.activities")
+    conn.execute("vacuum analyze ci_private.lead_touches")
+    print(f"created client {client_id} with {leads} leads and {4 * leads} touches in {time.perf_counter() - t0:.1f} s")
+    return client_id
+
+
+def timed(conn: Conn, sql: str, triggers: bool) -> tuple[float, int]:
+    """One run in a rolled-back transaction: milliseconds and rows written."""
+    with conn.transaction(force_rollback=True):
+        if not triggers:
+            for name in TRIGGERS:
+                conn.execute(f"alter table public.activities disable trigger {name}")
+        t0 = time.perf_counter()
+        cur = conn.execute(sql)
+        elapsed = (time.perf_counter() - t0) * 1000.0
+    return elapsed, cur.rowcount
+
+
+def measure(conn: Conn, client_id: uuid.UUID, reps: int) -> list[Timing]:
+    results: list[Timing] = []
+    for statement, (template, fixed_rows) in STATEMENTS.items():
+        sql = template.replace("{client}", str(client_id)).replace("{n}", str(SINGLES))
+        timed(conn, sql, True)  # warm up
+        runs: dict[bool, list[float]] = {True: [], False: []}
+        rows = fixed_rows
+        for rep in range(reps):
+            for triggers in ((True, False) if rep % 2 == 0 else (False, True)):
+                ms, written = timed(conn, sql, triggers)
+                runs[triggers].append(ms)
+                rows = fixed_rows or written
+        results += [Timing(statement, t, tuple(runs[t]), rows) for t in (True, False)]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=20_000)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--dsn", default=None)
+    args = parser.parse_args()
+
+    with psycopg.connect(args.dsn or default_dsn(), autocommit=True) as conn:
+        client_id = create_bench_client(conn, args.leads)
+        try:
+            results = measure(conn, client_id, args.reps)
+            print(f"\nwrites of activities, lead_touches triggers on vs off, {args.reps} runs each (ms)")
+            print(f"{'statement':<16} {'rows':>7} {'median on':>10} {'median off':>11} {'ratio':>6} {'us/row':>7}")
+            for on, off in zip(results[::2], results[1::2]):
+                per_row_us = (on.median_ms - off.median_ms) * 1000.0 / max(on.rows, 1)
+                print(
+                    f"{on.statement:<16} {on.rows:>7} {on.median_ms:>10.1f} {off.median_ms:>11.1f} "
+                    f"{on.median_ms / off.median_ms:>6.2f} {per_row_us:>+7.1f}"
+                )
+            with conn.transaction(force_rollback=True):
+                t0 = time.perf_counter()
+                conn.execute("select ci_private.rebuild_lead_touches(%s)", (client_id,))
+                rebuild = time.perf_counter() - t0
+            print(f"\nrebuild of the client's rows (one-time repair): {rebuild:.2f} s, "
+                  f"{rebuild * 1e6 / args.leads:.0f} us a lead of four touches")
+        finally:
+            t0 = time.perf_counter()
+            conn.execute("delete from public.clients where id = %s", (client_id,))
+            print(f"\ndeleted the bench client in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
