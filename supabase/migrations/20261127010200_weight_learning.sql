@@ -75,20 +75,23 @@ rows 100000
 as $$
 begin
   if exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id) then
+    -- One kept first touch a lead; the unknown-channel sends, few, grouped
+    -- and hashed (least() passes over a null side).
     return query
-    select f.lead_id, (min(f.created_at) at time zone 'UTC')::date
+    select coalesce(t.lead_id, u.lead_id), (least(t.created_at, u.created_at) at time zone 'UTC')::date
     from (
-      select t.lead_id, t.created_at
-      from ci_private.lead_touches as t
-      where t.client_id = p_client_id and t.touch_no = 1
-      union all
-      select a.lead_id, a.created_at
+      select k.lead_id, k.created_at
+      from ci_private.lead_touches as k
+      where k.client_id = p_client_id and k.touch_no = 1
+    ) as t
+    full join (
+      select a.lead_id, min(a.created_at) as created_at
       from public.activities as a
       where a.client_id = p_client_id
         and ci_private.is_outbound_action(a.action)
         and ci_private.channel_code(a.channel) is null
-    ) as f
-    group by f.lead_id;
+      group by a.lead_id
+    ) as u on u.lead_id = t.lead_id;
   else
     return query
     select a.lead_id, (min(a.created_at) at time zone 'UTC')::date
