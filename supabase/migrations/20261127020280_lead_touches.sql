@@ -242,9 +242,11 @@ begin
 end
 $$;
 
--- After insert into activities: recompute the leads that got outbound touches.
+-- After insert into or delete from activities: recompute the leads whose
+-- outbound touches the statement added or removed (its transition table is
+-- named changed_rows in both triggers).
 -- security definer: as recompute_lead_touches.
-create or replace function ci_private.activities_lead_touches_ins()
+create or replace function ci_private.activities_lead_touches_changed()
 returns trigger
 language plpgsql security definer
 set search_path = ''
@@ -255,29 +257,7 @@ declare
 begin
   select array_agg(n.client_id), array_agg(n.lead_id) into v_clients, v_leads
   from (
-    select distinct r.client_id, r.lead_id from new_rows as r where ci_private.is_outbound_action(r.action)
-  ) as n;
-  if v_leads is not null then
-    perform ci_private.recompute_lead_touches(v_clients, v_leads);
-  end if;
-  return null;
-end
-$$;
-
--- After delete from activities: recompute the leads that lost outbound touches.
--- security definer: as recompute_lead_touches.
-create or replace function ci_private.activities_lead_touches_del()
-returns trigger
-language plpgsql security definer
-set search_path = ''
-as $$
-declare
-  v_clients uuid [];
-  v_leads uuid [];
-begin
-  select array_agg(n.client_id), array_agg(n.lead_id) into v_clients, v_leads
-  from (
-    select distinct r.client_id, r.lead_id from old_rows as r where ci_private.is_outbound_action(r.action)
+    select distinct r.client_id, r.lead_id from changed_rows as r where ci_private.is_outbound_action(r.action)
   ) as n;
   if v_leads is not null then
     perform ci_private.recompute_lead_touches(v_clients, v_leads);
@@ -332,14 +312,14 @@ $$;
 drop trigger if exists activities_ci_lead_touches_ins on public.activities;
 create trigger activities_ci_lead_touches_ins
 after insert on public.activities
-referencing new table as new_rows
-for each statement execute function ci_private.activities_lead_touches_ins();
+referencing new table as changed_rows
+for each statement execute function ci_private.activities_lead_touches_changed();
 
 drop trigger if exists activities_ci_lead_touches_del on public.activities;
 create trigger activities_ci_lead_touches_del
 after delete on public.activities
-referencing old table as old_rows
-for each statement execute function ci_private.activities_lead_touches_del();
+referencing old table as changed_rows
+for each statement execute function ci_private.activities_lead_touches_changed();
 
 drop trigger if exists activities_ci_lead_touches_upd on public.activities;
 create trigger activities_ci_lead_touches_upd
@@ -360,8 +340,7 @@ alter table public.activities enable always trigger activities_ci_lead_touches_t
 revoke execute on function ci_private.recompute_lead_touches(uuid [], uuid []) from public, anon, authenticated;
 revoke execute on function ci_private.rebuild_lead_touches(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.ensure_lead_touches(uuid, boolean) from public, anon, authenticated;
-revoke execute on function ci_private.activities_lead_touches_ins() from public, anon, authenticated;
-revoke execute on function ci_private.activities_lead_touches_del() from public, anon, authenticated;
+revoke execute on function ci_private.activities_lead_touches_changed() from public, anon, authenticated;
 revoke execute on function ci_private.activities_lead_touches_upd() from public, anon, authenticated;
 revoke execute on function ci_private.activities_lead_touches_truncate() from public, anon, authenticated;
 revoke execute on function ci_private.clients_lead_touches_built() from public, anon, authenticated;
