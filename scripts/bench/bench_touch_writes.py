@@ -26,18 +26,12 @@ which honours CI_DB_PORT). The bench client is deleted at the end.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_trigger_overhead import Timing, default_dsn
 
 TRIGGERS = ("activities_ci_lead_touches_ins", "activities_ci_lead_touches_upd", "activities_ci_lead_touches_del")
 SINGLES = 2000
@@ -74,30 +68,6 @@ STATEMENTS = {
 }
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-@dataclass(frozen=True)
-class Timing:
-    """All runs of one statement in one trigger state, in milliseconds, and the rows it wrote."""
-
-    statement: str
-    triggers: bool
-    runs_ms: tuple[float, ...]
-    rows: int
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.runs_ms)
-
-
-def default_dsn() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "db.sh"), "url"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
 
 
 def create_bench_client(conn: Conn, leads: int) -> uuid.UUID:
@@ -139,8 +109,10 @@ def timed(conn: Conn, sql: str, triggers: bool) -> tuple[float, int]:
     return elapsed, cur.rowcount
 
 
-def measure(conn: Conn, client_id: uuid.UUID, reps: int) -> list[Timing]:
+def measure(conn: Conn, client_id: uuid.UUID, reps: int) -> tuple[list[Timing], dict[str, int]]:
+    """Timings on and off for each statement, and the rows each writes."""
     results: list[Timing] = []
+    rows_of: dict[str, int] = {}
     for statement, (template, fixed_rows) in STATEMENTS.items():
         sql = template.replace("{client}", str(client_id)).replace("{n}", str(SINGLES))
         timed(conn, sql, True)  # warm up
@@ -151,8 +123,9 @@ def measure(conn: Conn, client_id: uuid.UUID, reps: int) -> list[Timing]:
                 ms, written = timed(conn, sql, triggers)
                 runs[triggers].append(ms)
                 rows = fixed_rows or written
-        results += [Timing(statement, t, tuple(runs[t]), rows) for t in (True, False)]
-    return results
+        results += [Timing(statement, t, tuple(runs[t])) for t in (True, False)]
+        rows_of[statement] = rows
+    return results, rows_of
 
 
 def main() -> None:
@@ -165,13 +138,14 @@ def main() -> None:
     with psycopg.connect(args.dsn or default_dsn(), autocommit=True) as conn:
         client_id = create_bench_client(conn, args.leads)
         try:
-            results = measure(conn, client_id, args.reps)
+            results, rows_of = measure(conn, client_id, args.reps)
             print(f"\nwrites of activities, lead_touches triggers on vs off, {args.reps} runs each (ms)")
             print(f"{'statement':<16} {'rows':>7} {'median on':>10} {'median off':>11} {'ratio':>6} {'us/row':>7}")
             for on, off in zip(results[::2], results[1::2]):
-                per_row_us = (on.median_ms - off.median_ms) * 1000.0 / max(on.rows, 1)
+                rows = rows_of[on.statement]
+                per_row_us = (on.median_ms - off.median_ms) * 1000.0 / max(rows, 1)
                 print(
-                    f"{on.statement:<16} {on.rows:>7} {on.median_ms:>10.1f} {off.median_ms:>11.1f} "
+                    f"{on.statement:<16} {rows:>7} {on.median_ms:>10.1f} {off.median_ms:>11.1f} "
                     f"{on.median_ms / off.median_ms:>6.2f} {per_row_us:>+7.1f}"
                 )
             with conn.transaction(force_rollback=True):
