@@ -1,10 +1,11 @@
 -- Learning the ALS weights in the database (issue 3, seed spec 4.1 corrected).
--- ci_private.who_lead_groups: a client's leads with an outcome, grouped by what
---   the WHO detector and the learning judge them by (as of the first outbound touch).
--- ci_private.als_learning_rows: the learning data, one row per group of
---   identical leads (components, risk, outcome) with its count in each fold,
---   so a million leads reach Python as a few thousand rows. The WHO detector
---   computes the same grouping in its one pass; the sidecar reads this.
+-- ci_private.who_lead_counts: one pass over a client's leads with an outcome,
+--   as of each lead's first outbound touch, counted by the lead profile (title,
+--   industry, size band, timing signals) and by the components and fold.
+-- ci_private.who_lead_groups: those counts with each title's components, the
+--   learning rows regrouped by components, risk and outcome with their count in
+--   each fold, so a million leads reach Python as a few thousand rows.
+-- ci_private.als_learning_rows: the learning rows alone (the sidecar's input).
 -- ci_private.fit_als_weights: a thin PL/Python adapter over the plain Python
 --   module plpython/ci_stats/weights.py (numpy + scipy), created only where
 --   plpython3u exists (hosted Supabase lacks it: the sidecar runs the same
@@ -40,72 +41,136 @@ as $$
 $$;
 
 -- Leads of a client with an outcome (contract section 3: converted 1, failed
--- 0; open leads are censored and left out), non-deleted, grouped by what the
--- WHO detector and the weight learning judge them by, as of their first
--- outbound touch (no touch: as of their creation): the title (raw and its
--- normalised key), the industry (raw and its comparison key), the size band,
--- the timing signals, the outcome and the five components; with the number
--- of leads in each of the 5 folds.
+-- 0; open leads are censored and left out), non-deleted, counted in one pass
+-- by the two groupings the WHO detector and the weight learning need, as of
+-- their first outbound touch (no touch: as of their creation):
+--   the profile (learning false): raw title, raw industry, size band, the
+--     timing signals (new role, hiring, funded), outcome;
+--   the learning (learning true): raw title, data quality, company fit,
+--     timing, fold (ci_private.als_learning_fold), outcome.
+-- The components come from the one definition of the rules,
+-- ci_private.als_parts_of, with the title inputs null: the title's own
+-- components (authority, risk) are joined per distinct title by
+-- ci_private.who_lead_groups, so the title rules run once per spelling.
 -- As of the first touch the lead had no outcome yet: its risk counts only the
 -- title (a junior title), not its status nor its bounce count, which record
 -- what happened after (a bounce or an unsubscribe is a failure itself, and
 -- would let the learning see the outcome it is to predict).
--- Two steps, so that the title rules (the costly ones) run once per distinct
--- title and nothing per lead needs them: one pass over the leads and one over
--- the client's outbound touches group the leads by raw title and every other
--- attribute, with the components that do not depend on the title; then each
--- distinct title is normalised and scored once, and its authority and risk
--- (the components that depend only on the title here) join the groups. Both
--- steps build the components with the one definition of the rules,
--- ci_private.als_parts_of (the title inputs null in the first, only them in
--- the second). Callers regroup the result; it has about a quarter as many
--- rows as there are leads.
--- (Replaces ci_private.who_lead_facts, one row per lead.)
--- The date (UTC) of each lead's first outbound touch (contract section 3: any
--- channel), the WHO detector's as-of date. For a client whose touches are kept
--- on write (ci_private.lead_touches, lead_touches migration) from each lead's
--- first kept touch, a small partial index, and the few outbound touches on
--- channels the detectors do not know; for one not yet built, from the
--- outbound-touch index as an aggregate over all its touches. PL/pgSQL: the
--- table comes from a later migration, and is read only when this runs.
-create or replace function ci_private.lead_first_touch_dates(p_client_id uuid)
-returns table (lead_id uuid, as_of date)
+-- The as-of date (UTC) is the lead's first outbound send on any channel
+-- (contract section 3): for a client whose touches are kept on write
+-- (ci_private.lead_touches, lead_touches migration), its first kept touch (a
+-- small partial index) or an earlier send on a channel the detectors do not
+-- know (few, their own partial index); for a client not yet built, its
+-- earliest outbound send in the activities.
+-- PL/pgSQL for three reasons: the table comes from a later migration; the
+-- client's ICP keys are read once into variables (a join to the client row
+-- put their normalisation in every lead's expression); and RETURN QUERY may
+-- run in parallel workers (two cores halve the pass), which an SQL function
+-- inlined into its caller's CTEs may not. Custom plans, so that the branch
+-- for built clients reads only the unknown-channel index; work_mem for the
+-- first touches' hash (64 MB at 1M leads) and the grouping. The component
+-- fields come out of one lateral subquery each: grouping sets wrap
+-- subquery outputs, and a wrapped row would be computed once per field.
+drop function if exists ci_private.who_lead_facts(uuid);
+drop function if exists ci_private.lead_first_touch_dates(uuid);
+drop function if exists ci_private.als_learning_rows(uuid);
+drop function if exists ci_private.who_lead_groups(uuid);
+create or replace function ci_private.who_lead_counts(p_client_id uuid)
+returns table (
+  learning boolean,
+  title text,
+  industry text,
+  size_band integer,
+  new_role boolean,
+  hiring boolean,
+  funded boolean,
+  data_quality integer,
+  company_fit integer,
+  timing integer,
+  fold integer,
+  converted integer,
+  leads bigint
+)
 language plpgsql stable
-rows 100000
+set plan_cache_mode = force_custom_plan
+set work_mem = '256MB'
 as $$
+declare
+  v_industries text [];
+  v_sizes int4multirange;
+  v_locations text [];
+  v_built boolean;
 begin
-  if exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id) then
-    -- One kept first touch a lead; the unknown-channel sends, few, grouped
-    -- and hashed (least() passes over a null side).
-    return query
-    select coalesce(t.lead_id, u.lead_id), (least(t.created_at, u.created_at) at time zone 'UTC')::date
-    from (
-      select k.lead_id, k.created_at
-      from ci_private.lead_touches as k
-      where k.client_id = p_client_id and k.touch_no = 1
-    ) as t
-    full join (
-      select a.lead_id, min(a.created_at) as created_at
-      from public.activities as a
-      where a.client_id = p_client_id
-        and ci_private.is_outbound_action(a.action)
-        and ci_private.channel_code(a.channel) is null
-      group by a.lead_id
-    ) as u on u.lead_id = t.lead_id;
-  else
-    return query
-    select a.lead_id, (min(a.created_at) at time zone 'UTC')::date
+  select k.industries, k.sizes, k.locations into v_industries, v_sizes, v_locations
+  from public.clients as c
+  cross join lateral ci_private.als_context(c) as k
+  where c.id = p_client_id;
+  v_built := exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id);
+
+  return query
+  select
+    grouping(l.organization_industry) = 1,
+    l.title,
+    l.organization_industry,
+    ci_private.who_size_band(l.organization_employee_count),
+    ci_private.als_role_points(l.employment_start_date, d.as_of) = 6,
+    coalesce(l.organization_is_hiring, false),
+    ci_private.als_funding_points(l.organization_latest_funding_date, d.as_of) = 4,
+    p.data_quality,
+    p.company_fit,
+    p.timing,
+    ci_private.als_learning_fold(l.id),
+    ci_private.lead_outcome(l.status::text),
+    count(*)
+  from public.leads as l
+  left join (
+    select k.lead_id, k.created_at
+    from ci_private.lead_touches as k
+    where v_built and k.client_id = p_client_id and k.touch_no = 1
+  ) as f on f.lead_id = l.id
+  left join (
+    select a.lead_id, min(a.created_at) as created_at
     from public.activities as a
     where a.client_id = p_client_id
       and ci_private.is_outbound_action(a.action)
-    group by a.lead_id;
-  end if;
+      and (not v_built or ci_private.channel_code(a.channel) is null)
+    group by a.lead_id
+  ) as u on u.lead_id = l.id
+  cross join lateral (
+    select (coalesce(least(f.created_at, u.created_at), l.created_at) at time zone 'UTC')::date as as_of
+  ) as d
+  cross join lateral (
+    select (x.parts).data_quality, (x.parts).company_fit, (x.parts).timing
+    from (
+      select ci_private.als_parts_of(
+        null, null, l.email, l.email_verified, l.phone, l.phone_verified, l.linkedin_url,
+        l.personal_email, l.organization_industry, l.organization_employee_count, l.organization_country,
+        l.organization_is_hiring, l.organization_latest_funding_date, l.employment_start_date,
+        null, null, v_industries, v_sizes, v_locations, d.as_of
+      ) as parts
+    ) as x
+  ) as p
+  where l.client_id = p_client_id
+    and l.deleted_at is null
+    and ci_private.lead_outcome(l.status::text) is not null
+  group by grouping sets (
+    (2, 3, 4, 5, 6, 7, 12),
+    (2, 8, 9, 10, 11, 12)
+  );
 end
 $$;
 
-drop function if exists ci_private.who_lead_facts(uuid);
+-- The WHO detector's and the learning's input: the counts of
+-- ci_private.who_lead_counts with each distinct title normalised and scored
+-- once (its authority and risk, the components that depend only on the title
+-- here, from ci_private.als_parts_of with only the title inputs). Profile rows
+-- (learning false) keep the raw title and industry with their comparison
+-- keys; learning rows (learning true) are regrouped by the five components,
+-- risk and outcome, with their leads in each of the 5 folds, so a million
+-- leads reach the fit as a few thousand rows.
 create or replace function ci_private.who_lead_groups(p_client_id uuid)
 returns table (
+  learning boolean,
   title text,
   title_key text,
   industry text,
@@ -114,70 +179,23 @@ returns table (
   new_role boolean,
   hiring boolean,
   funded boolean,
-  converted integer,
   data_quality integer,
   authority integer,
   company_fit integer,
   timing integer,
   risk integer,
+  converted integer,
   leads bigint,
   fold_counts integer []
 )
-language sql stable parallel safe
+language sql stable
 as $$
-  with ctx as materialized (
-    select k.industries, k.sizes, k.locations
-    from public.clients as c
-    cross join lateral ci_private.als_context(c) as k
-    where c.id = p_client_id
+  with counts as materialized (
+    select c.* from ci_private.who_lead_counts(p_client_id) as c
   ),
-  -- The date (UTC) of each lead's first outbound touch, converted once a lead:
-  -- the rules read the as-of date several times, and an expression in its place
-  -- was evaluated at each read (about 1 us a lead).
-  first_touch as materialized (
-    select f.lead_id, f.as_of from ci_private.lead_first_touch_dates(p_client_id) as f
-  ),
-  by_lead as materialized (
-    select
-      l.title,
-      l.organization_industry as industry,
-      ci_private.who_size_band(l.organization_employee_count) as size_band,
-      ci_private.als_role_points(l.employment_start_date, d.as_of) = 6 as new_role,
-      coalesce(l.organization_is_hiring, false) as hiring,
-      ci_private.als_funding_points(l.organization_latest_funding_date, d.as_of) = 4 as funded,
-      ci_private.lead_outcome(l.status::text) as converted,
-      (p.parts).data_quality,
-      (p.parts).company_fit,
-      (p.parts).timing,
-      count(*) as leads,
-      array[
-        count(*) filter (where p.fold = 0), count(*) filter (where p.fold = 1), count(*) filter (where p.fold = 2),
-        count(*) filter (where p.fold = 3), count(*) filter (where p.fold = 4)
-      ]::integer [] as fold_counts
-    from public.leads as l
-    cross join ctx
-    left join first_touch as f on f.lead_id = l.id
-    cross join lateral (select coalesce(f.as_of, (l.created_at at time zone 'UTC')::date) as as_of) as d
-    cross join lateral (
-      select ci_private.als_parts_of(
-        null, null, l.email, l.email_verified, l.phone, l.phone_verified, l.linkedin_url,
-        l.personal_email, l.organization_industry, l.organization_employee_count, l.organization_country,
-        l.organization_is_hiring, l.organization_latest_funding_date, l.employment_start_date,
-        null, null, ctx.industries, ctx.sizes, ctx.locations, d.as_of
-      ) as parts,
-      ci_private.als_learning_fold(l.id) as fold
-      -- One call per lead (without the fence each field called the rules again).
-      offset 0
-    ) as p
-    where l.client_id = p_client_id
-      and l.deleted_at is null
-      and ci_private.lead_outcome(l.status::text) is not null
-    group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
-  ),
-  -- The title rules once per distinct title.
   titles as materialized (
     select d.title, n.title_key, (r.parts).authority, (r.parts).risk
-    from (select distinct coalesce(b.title, '') as title from by_lead as b) as d
+    from (select distinct coalesce(c.title, '') as title from counts as c) as d
     cross join lateral (select ci_private.normalize_title(d.title) as title_key offset 0) as n
     cross join lateral (
       select ci_private.als_parts_of(
@@ -188,30 +206,30 @@ as $$
     ) as r
   )
   select
-    b.title,
-    t.title_key,
-    b.industry,
-    ci_private.text_key(b.industry),
-    b.size_band,
-    b.new_role,
-    b.hiring,
-    b.funded,
-    b.converted,
-    b.data_quality,
-    t.authority,
-    b.company_fit,
-    b.timing,
-    t.risk,
-    b.leads,
-    b.fold_counts
-  from by_lead as b
-  inner join titles as t on t.title = coalesce(b.title, '')
+    false, c.title, t.title_key, c.industry, ci_private.text_key(c.industry), c.size_band, c.new_role, c.hiring,
+    c.funded, null, null, null, null, null, c.converted, c.leads, null
+  from counts as c
+  inner join titles as t on t.title = coalesce(c.title, '')
+  where not c.learning
+  union all
+  select
+    true, null, null, null, null, null, null, null, null,
+    c.data_quality, t.authority, c.company_fit, c.timing, t.risk, c.converted, sum(c.leads)::bigint,
+    array[
+      coalesce(sum(c.leads) filter (where c.fold = 0), 0), coalesce(sum(c.leads) filter (where c.fold = 1), 0),
+      coalesce(sum(c.leads) filter (where c.fold = 2), 0), coalesce(sum(c.leads) filter (where c.fold = 3), 0),
+      coalesce(sum(c.leads) filter (where c.fold = 4), 0)
+    ]::integer []
+  from counts as c
+  inner join titles as t on t.title = coalesce(c.title, '')
+  where c.learning
+  group by c.data_quality, t.authority, c.company_fit, c.timing, t.risk, c.converted
 $$;
 
 -- The learning data of a client: its leads with an outcome grouped by
 -- components, risk and outcome, with the number of leads in each of the 5 folds
--- (so a million leads reach the fit as a few thousand rows). The sidecar reads
--- it where the database cannot fit (no PL/Python).
+-- (the learning rows of ci_private.who_lead_groups). The sidecar reads it where
+-- the database cannot fit (no PL/Python).
 create or replace function ci_private.als_learning_rows(p_client_id uuid)
 returns table (
   data_quality integer,
@@ -222,20 +240,11 @@ returns table (
   converted integer,
   fold_counts integer []
 )
-language sql stable parallel safe
+language sql stable
 as $$
-  select
-    g.data_quality,
-    g.authority,
-    g.company_fit,
-    g.timing,
-    g.risk,
-    g.converted,
-    array[
-      sum(g.fold_counts[1]), sum(g.fold_counts[2]), sum(g.fold_counts[3]), sum(g.fold_counts[4]), sum(g.fold_counts[5])
-    ]::integer [] as fold_counts
+  select g.data_quality, g.authority, g.company_fit, g.timing, g.risk, g.converted, g.fold_counts
   from ci_private.who_lead_groups(p_client_id) as g
-  group by g.data_quality, g.authority, g.company_fit, g.timing, g.risk, g.converted
+  where g.learning
 $$;
 
 -- The weight fit, where PL/Python is available: the columns of
@@ -356,7 +365,7 @@ revoke execute on function ci_private.als_learning_fold(uuid) from public, anon;
 revoke execute on function ci_private.who_size_band(integer) from public, anon;
 revoke execute on function ci_private.who_size_thresholds() from public, anon;
 revoke execute on function ci_private.who_lead_groups(uuid) from public, anon, authenticated;
-revoke execute on function ci_private.lead_first_touch_dates(uuid) from public, anon, authenticated;
+revoke execute on function ci_private.who_lead_counts(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.als_learning_rows(uuid) from public, anon, authenticated;
 revoke execute on function ci_private.als_fit_available() from public, anon;
 revoke execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) from public, anon, authenticated;
@@ -364,7 +373,7 @@ grant execute on function ci_private.als_learning_fold(uuid) to authenticated, s
 grant execute on function ci_private.who_size_band(integer) to authenticated, service_role;
 grant execute on function ci_private.who_size_thresholds() to authenticated, service_role;
 grant execute on function ci_private.who_lead_groups(uuid) to service_role;
-grant execute on function ci_private.lead_first_touch_dates(uuid) to service_role;
+grant execute on function ci_private.who_lead_counts(uuid) to service_role;
 grant execute on function ci_private.als_learning_rows(uuid) to service_role;
 grant execute on function ci_private.als_fit_available() to authenticated, service_role;
 grant execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) to service_role;

@@ -130,28 +130,15 @@ begin
   from public.clients as c
   where c.id = p_client_id;
 
-  -- One pass over the lead groups, two groupings: the lead profile (title, industry,
-  -- size band, timing flags, outcome), small enough to be regrouped for every
-  -- ranking below, and the learning groups (components, risk, outcome) with
-  -- their fold counts.
+  -- One pass over the leads, two groupings (ci_private.who_lead_groups): the
+  -- lead profile (title, industry, size band, timing flags, outcome), small
+  -- enough to be regrouped for every ranking below, and the learning groups
+  -- (components, risk, outcome) with their fold counts.
   with agg as materialized (
-    select
-      grouping(f.data_quality, f.authority, f.company_fit, f.timing, f.risk) = 0 as learning,
-      f.title_key, f.title, f.industry_key, f.industry, f.size_band, f.new_role, f.hiring, f.funded,
-      f.data_quality, f.authority, f.company_fit, f.timing, f.risk, f.converted,
-      sum(f.leads)::bigint as sample,
-      array[
-        sum(f.fold_counts[1]), sum(f.fold_counts[2]), sum(f.fold_counts[3]), sum(f.fold_counts[4]),
-        sum(f.fold_counts[5])
-      ]::integer [] as fold_counts
-    from ci_private.who_lead_groups(p_client_id) as f
-    group by grouping sets (
-      (f.title_key, f.title, f.industry_key, f.industry, f.size_band, f.new_role, f.hiring, f.funded, f.converted),
-      (f.data_quality, f.authority, f.company_fit, f.timing, f.risk, f.converted)
-    )
+    select g.* from ci_private.who_lead_groups(p_client_id) as g
   ),
   profile as (
-    select a.*, a.sample * a.converted as conversions
+    select a.*, a.leads as sample, a.leads * a.converted as conversions
     from agg as a
     where not a.learning
   ),

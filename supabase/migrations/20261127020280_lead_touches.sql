@@ -53,7 +53,7 @@ create table if not exists ci_private.lead_touches (
   primary key (client_id, lead_id, touch_no)
 );
 -- Each lead's first kept touch: the WHO detector's as-of date
--- (ci_private.lead_first_touch_dates) without reading the others.
+-- (ci_private.who_lead_counts) without reading the others.
 create index if not exists lead_touches_first_idx
 on ci_private.lead_touches (client_id, lead_id) include (created_at)
 where touch_no = 1;

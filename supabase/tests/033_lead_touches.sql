@@ -152,14 +152,22 @@ select is(ci_private.ensure_lead_touches(pg_temp.id('client'), true), 0, 'then i
 
 -- WHO's as-of date, the first outbound send of any channel: from the kept
 -- touches and the unknown-channel sends, or (a client not built) from all sends.
+-- Lead a's first send (2026-04-30) is on a channel the detectors do not know,
+-- its first kept one on 2026-05-09: in the role since 2025-11-05, it is new in
+-- the role (under 6 months) only as of the first.
+update public.leads set status = 'not_interested', title = 'as-of probe', employment_start_date = '2025-11-05'
+where id = pg_temp.id('a');
+update public.leads set status = 'converted', title = 'bulk probe'
+where client_id = pg_temp.id('client') and first_name in ('bulk1', 'bulk2', 'bulk3');
 select is(
-  (select f.as_of from ci_private.lead_first_touch_dates(pg_temp.id('client')) as f where f.lead_id = pg_temp.id('a')),
-  '2026-04-30'::date, 'the first send counts though its channel is not one the detectors know');
-create temp table built_dates as select * from ci_private.lead_first_touch_dates(pg_temp.id('client'));
-select is((select count(*) from built_dates), 80::bigint, 'a date for every lead with a send');
+  (select c.new_role from ci_private.who_lead_counts(pg_temp.id('client')) as c
+   where not c.learning and c.title = 'as-of probe'),
+  true, 'the first send counts though its channel is not one the detectors know');
+create temp table built_counts as select * from ci_private.who_lead_counts(pg_temp.id('client'));
+select is((select sum(c.leads) from built_counts as c where not c.learning), 4::numeric, 'every lead with an outcome');
 delete from ci_private.lead_touches_built where client_id = pg_temp.id('client');
-select set_eq('select * from ci_private.lead_first_touch_dates(pg_temp.id(''client''))', 'select * from built_dates',
-  'the same dates from the activities when the client is not built');
+select set_eq('select * from ci_private.who_lead_counts(pg_temp.id(''client''))', 'select * from built_counts',
+  'the same counts from the activities when the client is not built');
 insert into ci_private.lead_touches_built (client_id, touches) values (pg_temp.id('client'), 0);
 
 -- Who may read and run it. A member of the client.
