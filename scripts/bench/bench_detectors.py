@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     print("seconds by round:")
     for r in results:
         print(f"  {r.name:<40} " + ", ".join(f"{x:.1f}" for x in r.seconds))
-    print("\npeak MB: the database backend's private memory (RssAnon) at its peak over the rounds; spilled MB:")
+    print("\npeak MB: the database backend's private memory (RssAnon, with its parallel workers') at its peak over "
+          "the rounds; spilled MB:")
     print("temporary files written by sorts and hashes. The per-touch relation itself (temporary tables):")
     print(f"{touches_mb:.0f} MB of touches and {leads_mb:.0f} MB of leads; ci_private.lead_touches (all clients,")
     print(f"with its primary key) {kept_mb:.0f} MB.")

@@ -4,7 +4,8 @@ The benchmarks run next to their database (the embedded default), so the
 backend's /proc/<pid>/status is readable: while a statement runs, a thread reads
 it every 20 ms and keeps the peak of RssAnon, the backend's private memory (the
 hashes and sorts that work_mem allows, local buffers of temporary tables; the
-shared buffers are not in it). Where /proc cannot be read (a remote database)
+shared buffers are not in it), summed with that of the parallel workers serving
+the backend at that moment (processes titled "parallel worker for PID <pid>"). Where /proc cannot be read (a remote database)
 the peak is None. Spills to disk are the growth of pg_stat_database.temp_bytes
 over the statement (temporary files of sorts and hashes; temporary tables are
 not counted there).
@@ -21,8 +22,21 @@ import psycopg
 __all__ = ["Footprint", "temp_file_bytes"]
 
 
+def _rss_anon_kb(status: Path) -> int | None:
+    """RssAnon of a process's /proc status file, None when it cannot be read."""
+    try:
+        text = status.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return None
+
+
 class Footprint:
-    """Peak private memory (RssAnon) of a connection's backend while in the block,
+    """Peak private memory (RssAnon) of a connection's backend and its parallel
+    workers while in the block,
     and the temporary files written meanwhile. The connection must be in
     autocommit; the statistics queries run outside the block's own work."""
 
@@ -30,20 +44,36 @@ class Footprint:
         self._conn = conn
         self._path = Path(f"/proc/{conn.info.backend_pid}/status")
         self._peak_kb: int | None = None
+        self._worker_dirs: list[Path] = []
+        self._samples = 0
         self._temp_before = 0
         self._temp_after = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _read_kb(self) -> int | None:
-        try:
-            text = self._path.read_text()
-        except OSError:
+        own = _rss_anon_kb(self._path)
+        if own is None:
             return None
-        for line in text.splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-        return None
+        # Workers live as long as their query: look them up every 10th sample.
+        if self._samples % 10 == 0:
+            self._worker_dirs = self._workers()
+        self._samples += 1
+        return own + sum(_rss_anon_kb(w / "status") or 0 for w in self._worker_dirs)
+
+    def _workers(self) -> list[Path]:
+        """The /proc entries of the parallel workers now serving the backend."""
+        title = f"parallel worker for PID {self._conn.info.backend_pid}".encode()
+        found: list[Path] = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if title in (entry / "cmdline").read_bytes():
+                    found.append(entry)
+            except OSError:
+                continue
+        return found
 
     def _sample(self) -> None:
         kb = self._read_kb()
