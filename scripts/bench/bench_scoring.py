@@ -191,7 +191,7 @@ def insert_buffer(client: uuid.UUID, n: int) -> str:
     return out.getvalue()
 
 
-def bench_insert(conn: psycopg.Connection[tuple[object, ...]], n: int, repeat: int) -> dict[str, float]:
+def bench_insert(conn: psycopg.Connection[tuple[object, ...]], n: int, repeat: int) -> dict[str, Any]:
     client = uuid.uuid4()
     conn.execute(
         "insert into public.clients (id, name, icp_industries, icp_company_sizes, icp_locations) "
@@ -225,7 +225,11 @@ def bench_insert(conn: psycopg.Connection[tuple[object, ...]], n: int, repeat: i
         conn.execute("alter table public.leads enable trigger leads_ci_score_ins")
         conn.execute("delete from public.clients where id = %s", (client,))
     a, b = statistics.median(with_trigger), statistics.median(without)
+    # Each run's ratio to the run just before it without the trigger: a drift
+    # of the machine between runs weighs on both sides of a pair alike.
+    paired = [w / o for w, o in zip(with_trigger, without)]
     return {"with_trigger_s": a, "without_trigger_s": b, "ratio": a / b,
+            "paired_ratio": statistics.median(paired), "paired_ratios": paired,
             "trigger_us_per_row": (a - b) / n * 1e6, "insert_us_per_row": b / n * 1e6}
 
 
@@ -298,11 +302,12 @@ def main() -> int:
             print(f"rescore {args.leads:,} leads: {r['rescore_s']:.2f} s; no-op UPDATE of the same rows: "
                   f"{r['noop_update_s']:.2f} s; ratio {r['ratio']:.2f} (goal <= 2)", flush=True)
         if "insert" not in args.skip:
-            r = bench_insert(conn, args.insert_leads, args.repeat)
-            figures["insert"] = r
-            print(f"COPY {args.insert_leads:,} leads: with the scoring trigger {r['with_trigger_s']:.2f} s, "
-                  f"without {r['without_trigger_s']:.2f} s; ratio {r['ratio']:.2f} (goal <= 1.5); "
-                  f"trigger {r['trigger_us_per_row']:.1f} us/row over {r['insert_us_per_row']:.1f} us/row",
+            ins = bench_insert(conn, args.insert_leads, args.repeat)
+            figures["insert"] = ins
+            print(f"COPY {args.insert_leads:,} leads: with the scoring trigger {ins['with_trigger_s']:.2f} s, "
+                  f"without {ins['without_trigger_s']:.2f} s; ratio {ins['ratio']:.2f} (goal <= 1.5; "
+                  f"paired {ins['paired_ratio']:.2f}: {', '.join(f'{x:.2f}' for x in ins['paired_ratios'])}); "
+                  f"trigger {ins['trigger_us_per_row']:.1f} us/row over {ins['insert_us_per_row']:.1f} us/row",
                   flush=True)
         if "who" not in args.skip:
             w = bench_who(conn, client, args.repeat)
