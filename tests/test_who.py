@@ -10,6 +10,8 @@
   hiring, new role): the learned weights are applied and raise the AUC of the
   score on a second client's data that the fit never saw; applying them
   rescores the leads, and the next refresh moves them by at most one step.
+* The pass over the leads, made to run in parallel workers, counts exactly
+  what it counts in one process.
 """
 from __future__ import annotations
 
@@ -279,3 +281,35 @@ def test_detect_writes_nothing(conn: Conn, world: World) -> None:
     first = state()
     who(conn, world.planted)
     assert state() == first
+
+
+def test_parallel_pass_counts_what_one_process_counts(conn: Conn, world: World) -> None:
+    """WHO's pass over the leads runs in parallel workers on a large client; here
+    the planner is made to choose them on a small one (parallel costs zeroed),
+    and the counts must equal those of the same statement in one process."""
+    query = "select * from ci_private.who_lead_counts(%s)"
+    plans: list[str] = []
+
+    def keep_plan(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.message_primary and "plan:" in diag.message_primary:
+            plans.append(diag.message_primary)
+
+    conn.execute("set max_parallel_workers_per_gather = 0")
+    serial = sorted(map(repr, conn.execute(query, (world.planted,)).fetchall()))
+    conn.add_notice_handler(keep_plan)
+    try:
+        for setting in ("max_parallel_workers_per_gather = 2", "parallel_setup_cost = 0",
+                        "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0",
+                        "min_parallel_index_scan_size = 0", "auto_explain.log_min_duration = 0",
+                        "auto_explain.log_nested_statements = on", "auto_explain.log_analyze = on",
+                        "auto_explain.log_level = notice", "client_min_messages = notice"):
+            conn.execute(f"set {setting}")
+        conn.execute("load 'auto_explain'")
+        parallel = sorted(map(repr, conn.execute(query, (world.planted,)).fetchall()))
+    finally:
+        conn.remove_notice_handler(keep_plan)
+        conn.execute("reset all")
+    launched = [p for p in plans if "Workers Launched: " in p and "Workers Launched: 0" not in p]
+    assert launched, "the counting statement did not run in parallel workers"
+    assert parallel == serial
+    assert len(serial) > 100
