@@ -5,7 +5,7 @@
 -- sequence codes, every kind of skipped row counted, never fatal; the content
 -- features read once when a touch is written, and keyed.
 begin;
-select plan(44);
+select plan(46);
 
 create temp table k (key text primary key, id uuid not null unique);
 
@@ -231,6 +231,38 @@ select pg_temp.act('c4', 'c', 'sms', 'sent', '2026-07-12 14:00+00');
 select ci_private.ensure_touches(pg_temp.id('client'));
 select is((pg_temp.touch('c4')).position, 3::smallint, 'a later statement rebuilds the relation');
 select is((pg_temp.touch('c2')).booked, 0::smallint, 'and the earlier last touch is now decided');
+
+-- Zones off the whole hour and the two daylight-saving changes of New York,
+-- on a second client (the helpers write to the key 'client').
+update pg_temp.k set key = 'client1' where key = 'client';
+insert into pg_temp.k (key, id) values ('client', gen_random_uuid());
+insert into public.clients (id, name) values (pg_temp.id('client'), 'zones');
+select pg_temp.lead('k', 'Asia/Kolkata');
+select pg_temp.act('k1', 'k', 'email', 'sent', '2026-05-05 04:20+00');
+select pg_temp.act('k2', 'k', 'email', 'sent', '2026-05-05 04:40+00');
+select pg_temp.act('k3', 'k', 'email', 'sent', '2026-05-05 18:40+00');
+select pg_temp.lead('n', 'Asia/Kathmandu');
+select pg_temp.act('n1', 'n', 'sms', 'sent', '2026-05-05 04:10+00');
+select pg_temp.act('n2', 'n', 'sms', 'sent', '2026-05-05 04:20+00');
+select pg_temp.lead('y', 'America/New_York');
+select pg_temp.act('y1', 'y', 'voice', 'voice_completed', '2026-03-08 06:30+00');
+select pg_temp.act('y2', 'y', 'voice', 'voice_completed', '2026-03-08 07:30+00');
+select pg_temp.act('y3', 'y', 'voice', 'voice_completed', '2026-11-01 05:30+00');
+select pg_temp.act('y4', 'y', 'voice', 'voice_completed', '2026-11-01 06:30+00');
+select ci_private.prepare_touches(pg_temp.id('client'));
+select is(
+  (select array_agg((pg_temp.touch(x.key)).local_hour order by x.n)
+   from unnest(array['k1', 'k2', 'k3', 'n1', 'n2', 'y1', 'y2', 'y3', 'y4']) with ordinality as x (key, n)),
+  array[9, 10, 0, 9, 10, 1, 3, 1, 1]::smallint [],
+  'local hours: Kolkata +5:30 (09:50, 10:10, 00:10), Kathmandu +5:45 (09:55, 10:05), '
+  || 'New York across both changes (01:30 EST, 03:30 EDT; 01:30 EDT, then 01:30 EST)'
+);
+select is(
+  (select array_agg((pg_temp.touch(x.key)).local_dow order by x.n)
+   from unnest(array['k1', 'k2', 'k3', 'n1', 'n2', 'y1', 'y2', 'y3', 'y4']) with ordinality as x (key, n)),
+  array[2, 2, 3, 2, 2, 0, 0, 0, 0]::smallint [],
+  'local days: 18:40 UTC on Tuesday is Wednesday in Kolkata; the changes fall on Sundays'
+);
 
 select * from finish();
 rollback;
