@@ -68,8 +68,8 @@ $$;
 -- run in parallel workers (two cores halve the pass), which an SQL function
 -- inlined into its caller's CTEs may not. Custom plans, so that the branch
 -- for built clients reads only the unknown-channel index; work_mem for the
--- first touches' hash (64 MB at 1M leads) and the grouping. The component
--- fields come out of one lateral subquery each: grouping sets wrap
+-- first touches' hash (64 MB at 1M leads) and the grouping. The components
+-- are separate outputs of their lateral subquery: grouping sets wrap
 -- subquery outputs, and a wrapped row would be computed once per field.
 drop function if exists ci_private.who_lead_facts(uuid);
 drop function if exists ci_private.lead_first_touch_dates(uuid);
@@ -204,26 +204,29 @@ as $$
       ) as parts
       offset 0
     ) as r
+  ),
+  titled as (
+    select c.*, t.title_key, t.authority, t.risk
+    from counts as c
+    inner join titles as t on t.title = coalesce(c.title, '')
   )
   select
-    false, c.title, t.title_key, c.industry, ci_private.text_key(c.industry), c.size_band, c.new_role, c.hiring,
-    c.funded, null, null, null, null, null, c.converted, c.leads, null
-  from counts as c
-  inner join titles as t on t.title = coalesce(c.title, '')
-  where not c.learning
+    false, g.title, g.title_key, g.industry, ci_private.text_key(g.industry), g.size_band, g.new_role, g.hiring,
+    g.funded, null, null, null, null, null, g.converted, g.leads, null
+  from titled as g
+  where not g.learning
   union all
   select
     true, null, null, null, null, null, null, null, null,
-    c.data_quality, t.authority, c.company_fit, c.timing, t.risk, c.converted, sum(c.leads)::bigint,
+    g.data_quality, g.authority, g.company_fit, g.timing, g.risk, g.converted, sum(g.leads)::bigint,
     array[
-      coalesce(sum(c.leads) filter (where c.fold = 0), 0), coalesce(sum(c.leads) filter (where c.fold = 1), 0),
-      coalesce(sum(c.leads) filter (where c.fold = 2), 0), coalesce(sum(c.leads) filter (where c.fold = 3), 0),
-      coalesce(sum(c.leads) filter (where c.fold = 4), 0)
+      coalesce(sum(g.leads) filter (where g.fold = 0), 0), coalesce(sum(g.leads) filter (where g.fold = 1), 0),
+      coalesce(sum(g.leads) filter (where g.fold = 2), 0), coalesce(sum(g.leads) filter (where g.fold = 3), 0),
+      coalesce(sum(g.leads) filter (where g.fold = 4), 0)
     ]::integer []
-  from counts as c
-  inner join titles as t on t.title = coalesce(c.title, '')
-  where c.learning
-  group by c.data_quality, t.authority, c.company_fit, c.timing, t.risk, c.converted
+  from titled as g
+  where g.learning
+  group by g.data_quality, g.authority, g.company_fit, g.timing, g.risk, g.converted
 $$;
 
 -- The learning data of a client: its leads with an outcome grouped by
