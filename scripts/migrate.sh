@@ -3,6 +3,8 @@
 # the same command a user runs against a real Supabase project.
 #   scripts/migrate.sh [DATABASE_URL]
 # Without an argument: $DATABASE_URL, else the embedded database.
+# CI_MIGRATIONS_ROOT: a folder holding another supabase/migrations to push (the
+# upgrade test pushes the previous release's files from there).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 url="${1:-$(target_url)}"
@@ -11,7 +13,8 @@ cli="$ROOT/node_modules/.bin/supabase"
 
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
-if ! (cd "$ROOT" && "$cli" db push --db-url "$url" --include-all --yes </dev/null >"$out" 2>&1); then
+workdir="${CI_MIGRATIONS_ROOT:-$ROOT}"
+if ! (cd "$workdir" && "$cli" db push --db-url "$url" --include-all --yes </dev/null >"$out" 2>&1); then
   cat "$out" >&2
   die "migrations failed"
 fi
