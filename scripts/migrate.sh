@@ -24,6 +24,24 @@ if [[ "$(psql -X -At "$url" -c "select rolsuper from pg_catalog.pg_roles where r
   log "migration role is not a superuser: plpython3u left out (the sidecar fits the weights)"
 fi
 
+# pg_cron where hosted Supabase keeps it: created WITH SCHEMA pg_catalog by a
+# superuser before the migrations run (the extensions migration then finds it
+# and leaves it). Only a superuser can, only where the server preloads pg_cron,
+# and only in cron.database_name; a database that has pg_cron already keeps it.
+psql -X -q -v ON_ERROR_STOP=1 "$url" >/dev/null <<'SQL'
+do $cron$
+begin
+  if (select r.rolsuper from pg_catalog.pg_roles as r where r.rolname = current_user)
+     and not exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron')
+     and exists (select 1 from pg_catalog.pg_available_extensions where name = 'pg_cron')
+     and pg_catalog.current_database() = coalesce(pg_catalog.current_setting('cron.database_name', true), 'postgres')
+     and pg_catalog.current_setting('shared_preload_libraries') like '%pg_cron%' then
+    create extension pg_cron with schema pg_catalog;
+  end if;
+end
+$cron$;
+SQL
+
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 if ! (cd "$ROOT" && "$cli" db push --db-url "$push_url" --include-all --yes </dev/null >"$out" 2>&1); then

@@ -90,13 +90,13 @@ def test_every_migration_applied_as_postgres(hosted: dict[str, str]) -> None:
         jobs = conn.execute("select jobname, command, username from cron.job order by jobname").fetchall()
         assert jobs == [
             ("ci-trim-cron-run-details", "select ci_private.trim_cron_run_details()", "postgres"),
-            ("ci-weekly-refresh", "call ci_private.run_scheduled_refresh()", "postgres"),
+            ("ci-weekly-refresh", "call ci_jobs.run_scheduled_refresh()", "postgres"),
         ]
 
 
 def test_the_scheduled_refresh_runs_and_says_the_fit_is_the_sidecars(hosted: dict[str, str]) -> None:
     with psycopg.connect(hosted["url"], autocommit=True) as conn:
-        conn.execute("call ci_private.run_scheduled_refresh()")
+        conn.execute("call ci_jobs.run_scheduled_refresh()")
         rows = conn.execute(
             "select bc.status, count(*) from ci_private.refresh_batch_clients as bc group by 1"
         ).fetchall()

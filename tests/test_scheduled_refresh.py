@@ -1,4 +1,4 @@
-"""The scheduled refresh keeps its work: ci_private.run_scheduled_refresh() commits each client.
+"""The scheduled refresh keeps its work: ci_jobs.run_scheduled_refresh() commits each client.
 
 A scratch database of its own (migrated as a user does) with three generated clients, so
 that a run covers exactly them. The job is cancelled (pg_cancel_backend from another
@@ -96,7 +96,7 @@ def test_cancelled_run_keeps_earlier_clients_and_the_next_call_completes_it(
         started = conn.execute("select clock_timestamp()").fetchone()
         assert started is not None
     # A generous per-client wait: the cancel, not the wait limit, ends it.
-    error = _cancel_while_waiting(scratch.url, "call ci_private.run_scheduled_refresh(%s)", ("10min",), second)
+    error = _cancel_while_waiting(scratch.url, "call ci_jobs.run_scheduled_refresh(%s)", ("10min",), second)
     assert isinstance(error, psycopg.errors.QueryCanceled), error
 
     with psycopg.connect(scratch.url, autocommit=True) as conn:
@@ -109,7 +109,7 @@ def test_cancelled_run_keeps_earlier_clients_and_the_next_call_completes_it(
             "select id, finished_at, calls from ci_private.refresh_batches order by started_at desc limit 1"
         ).fetchone()
         assert batch is not None and batch[1] is None and batch[2] == 1
-        statuses = dict(conn.execute(
+        statuses: dict[uuid.UUID, str] = dict(conn.execute(
             "select client_id, status from ci_private.refresh_batch_clients where batch_id = %s", (batch[0],)
         ).fetchall())
         assert statuses == {first: "ok", second: "cancelled", third: "pending"}
@@ -120,7 +120,7 @@ def test_cancelled_run_keeps_earlier_clients_and_the_next_call_completes_it(
         assert (second, "failed", "cancelled") in runs
 
         # The next call resumes the same run: the second and third clients, not the first again.
-        conn.execute("call ci_private.run_scheduled_refresh()")
+        conn.execute("call ci_jobs.run_scheduled_refresh()")
         statuses = dict(conn.execute(
             "select client_id, status from ci_private.refresh_batch_clients where batch_id = %s", (batch[0],)
         ).fetchall())
@@ -139,14 +139,14 @@ def test_busy_client_is_skipped_quickly_and_recorded(db: tuple[ScratchDb, list[u
     with psycopg.connect(scratch.url) as holder, psycopg.connect(scratch.url, autocommit=True) as conn:
         holder.execute(LOCK_SQL, (third,))
         t0 = time.monotonic()
-        conn.execute("call ci_private.run_scheduled_refresh(%s)", ("1s",))
+        conn.execute("call ci_jobs.run_scheduled_refresh(%s)", ("1s",))
         elapsed = time.monotonic() - t0
         holder.rollback()
         batch = conn.execute(
             "select id, finished_at is not null from ci_private.refresh_batches order by started_at desc limit 1"
         ).fetchone()
         assert batch is not None and batch[1] is True, "a busy client is done for this run"
-        statuses = dict(conn.execute(
+        statuses: dict[uuid.UUID, str] = dict(conn.execute(
             "select client_id, status from ci_private.refresh_batch_clients where batch_id = %s", (batch[0],)
         ).fetchall())
         assert statuses == {first: "ok", second: "ok", third: "busy"}
@@ -161,7 +161,7 @@ def test_busy_client_is_skipped_quickly_and_recorded(db: tuple[ScratchDb, list[u
 def test_the_one_transaction_rpc_loses_everything_when_cancelled(db: tuple[ScratchDb, list[uuid.UUID]]) -> None:
     """The contrast that shows the procedure's mechanism matters: the same cancellation of the
     RPC (one transaction) rolls back the first client's refresh and its records."""
-    scratch, (first, second, _third) = db
+    scratch, (_first, second, _third) = db
     with psycopg.connect(scratch.url, autocommit=True) as conn:
         before = _history(conn)
         runs_before = conn.execute("select count(*) from public.conversion_refresh_runs").fetchone()

@@ -50,7 +50,7 @@ begin
         where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
       )
   loop
-    execute format('revoke execute on function %s from public, anon', f.sig);
+    execute format('revoke execute on routine %s from public, anon', f.sig);
     n := n + 1;
   end loop;
   return n;
@@ -61,26 +61,69 @@ revoke execute on all functions in schema ci_private from public, anon, authenti
 
 grant execute on function ci_private.admin_client_ids() to authenticated, service_role;
 grant execute on function ci_private.als_authority_points(text) to authenticated, service_role;
-grant execute on function ci_private.als_components(text,boolean,text,boolean,text,text,text,text,integer,text,boolean,date,date,integer,text,text[],int4multirange,text[],date) to authenticated, service_role;
+grant execute on function ci_private.als_components(
+  text,
+  boolean,
+  text,
+  boolean,
+  text,
+  text,
+  text,
+  text,
+  integer,
+  text,
+  boolean,
+  date,
+  date,
+  integer,
+  text,
+  text [],
+  int4multirange,
+  text [],
+  date
+) to authenticated, service_role;
 grant execute on function ci_private.als_context(public.clients) to authenticated, service_role;
 grant execute on function ci_private.als_default_weights() to authenticated, service_role;
 grant execute on function ci_private.als_fit_available() to authenticated, service_role;
-grant execute on function ci_private.als_funding_points(date,date) to authenticated, service_role;
+grant execute on function ci_private.als_funding_points(date, date) to authenticated, service_role;
 grant execute on function ci_private.als_junior_points(text) to authenticated, service_role;
 grant execute on function ci_private.als_learning_fold(uuid) to authenticated, service_role;
 grant execute on function ci_private.als_learning_rows(uuid) to service_role;
-grant execute on function ci_private.als_parts_of(integer,integer,text,boolean,text,boolean,text,text,text,integer,text,boolean,date,date,integer,text,text[],int4multirange,text[],date) to authenticated, service_role;
+grant execute on function ci_private.als_parts_of(
+  integer,
+  integer,
+  text,
+  boolean,
+  text,
+  boolean,
+  text,
+  text,
+  text,
+  integer,
+  text,
+  boolean,
+  date,
+  date,
+  integer,
+  text,
+  text [],
+  int4multirange,
+  text [],
+  date
+) to authenticated, service_role;
 grant execute on function ci_private.als_quantize_weights(jsonb) to authenticated, service_role;
-grant execute on function ci_private.als_role_points(date,date) to authenticated, service_role;
-grant execute on function ci_private.als_score(integer,integer,integer,integer,integer,integer[]) to authenticated, service_role;
+grant execute on function ci_private.als_role_points(date, date) to authenticated, service_role;
+grant execute on function ci_private.als_score(
+  integer, integer, integer, integer, integer, integer []
+) to authenticated, service_role;
 grant execute on function ci_private.als_snapshot(ci_private.als_parts) to authenticated, service_role;
 grant execute on function ci_private.als_tier(integer) to authenticated, service_role;
 grant execute on function ci_private.als_today() to authenticated, service_role;
 grant execute on function ci_private.als_valid_weights(jsonb) to authenticated, service_role;
 grant execute on function ci_private.als_weight_units(jsonb) to authenticated, service_role;
 grant execute on function ci_private.als_weights_in_force(jsonb) to authenticated, service_role;
-grant execute on function ci_private.apply_als_weights(uuid,jsonb,jsonb) to service_role;
-grant execute on function ci_private.assert_client_access(uuid,boolean) to authenticated, service_role;
+grant execute on function ci_private.apply_als_weights(uuid, jsonb, jsonb) to service_role;
+grant execute on function ci_private.assert_client_access(uuid, boolean) to authenticated, service_role;
 grant execute on function ci_private.backfill_converting_touches(uuid) to service_role;
 grant execute on function ci_private.caller_role() to authenticated, service_role;
 grant execute on function ci_private.channel_code(public.channel_type) to authenticated, service_role;
@@ -88,72 +131,80 @@ grant execute on function ci_private.channel_count(integer) to authenticated, se
 grant execute on function ci_private.channel_name(integer) to authenticated, service_role;
 grant execute on function ci_private.client_keywords(uuid) to authenticated, service_role;
 grant execute on function ci_private.client_outcomes(uuid) to service_role;
-grant execute on function ci_private.content_digest(ci_private.content_features,text) to service_role;
+grant execute on function ci_private.content_digest(ci_private.content_features, text) to service_role;
 grant execute on function ci_private.content_features_of(jsonb) to authenticated, service_role;
-grant execute on function ci_private.content_key_of(uuid,ci_private.content_features,text) to service_role;
+grant execute on function ci_private.content_key_of(uuid, ci_private.content_features, text) to service_role;
 grant execute on function ci_private.day_name(integer) to authenticated, service_role;
-grant execute on function ci_private.derive_content_snapshot(uuid,uuid,text,text,jsonb) to authenticated, service_role;
-grant execute on function ci_private.derive_content_snapshot_safe(uuid,uuid,text,text,jsonb) to authenticated, service_role;
-grant execute on function ci_private.derive_content_snapshots(uuid,boolean) to service_role;
-grant execute on function ci_private.enough_data(bigint,bigint) to authenticated, service_role;
-grant execute on function ci_private.ensure_lead_touches(uuid,boolean) to service_role;
+grant execute on function ci_private.derive_content_snapshot(
+  uuid, uuid, text, text, jsonb
+) to authenticated, service_role;
+grant execute on function ci_private.derive_content_snapshot_safe(
+  uuid, uuid, text, text, jsonb
+) to authenticated, service_role;
+grant execute on function ci_private.derive_content_snapshots(uuid, boolean) to service_role;
+grant execute on function ci_private.enough_data(bigint, bigint) to authenticated, service_role;
+grant execute on function ci_private.ensure_lead_touches(uuid, boolean) to service_role;
 grant execute on function ci_private.ensure_touches(uuid) to service_role;
 grant execute on function ci_private.fill_content_features(uuid) to service_role;
 grant execute on function ci_private.how_patterns() to service_role;
-grant execute on function ci_private.icp_size_ranges(text[]) to authenticated, service_role;
+grant execute on function ci_private.icp_size_ranges(text []) to authenticated, service_role;
 grant execute on function ci_private.is_conversion_action(text) to authenticated, service_role;
 grant execute on function ci_private.is_failed_status(text) to authenticated, service_role;
 grant execute on function ci_private.is_outbound_action(text) to authenticated, service_role;
 grant execute on function ci_private.json_bool(jsonb) to authenticated, service_role;
 grant execute on function ci_private.json_int(jsonb) to authenticated, service_role;
 grant execute on function ci_private.json_text(jsonb) to authenticated, service_role;
-grant execute on function ci_private.json_type_is(jsonb,text) to authenticated, service_role;
-grant execute on function ci_private.jsonb_array_head(jsonb,integer) to authenticated, service_role;
-grant execute on function ci_private.keyword_labels(uuid,text) to authenticated, service_role;
-grant execute on function ci_private.keyword_queries(text[]) to authenticated, service_role;
+grant execute on function ci_private.json_type_is(jsonb, text) to authenticated, service_role;
+grant execute on function ci_private.jsonb_array_head(jsonb, integer) to authenticated, service_role;
+grant execute on function ci_private.keyword_labels(uuid, text) to authenticated, service_role;
+grant execute on function ci_private.keyword_queries(text []) to authenticated, service_role;
 grant execute on function ci_private.label_array(jsonb) to authenticated, service_role;
-grant execute on function ci_private.label_text(jsonb,jsonb,jsonb,jsonb,jsonb,jsonb,jsonb,jsonb) to authenticated, service_role;
+grant execute on function ci_private.label_text(
+  jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb
+) to authenticated, service_role;
 grant execute on function ci_private.lead_outcome(text) to authenticated, service_role;
-grant execute on function ci_private.length_bucket(integer,integer,integer) to authenticated, service_role;
+grant execute on function ci_private.length_bucket(integer, integer, integer) to authenticated, service_role;
 grant execute on function ci_private.member_client_ids() to authenticated, service_role;
-grant execute on function ci_private.needed_label_text(ci_private.content_features,jsonb) to service_role;
+grant execute on function ci_private.needed_label_text(ci_private.content_features, jsonb) to service_role;
 grant execute on function ci_private.normal_quantile(double precision) to authenticated, service_role;
 grant execute on function ci_private.normalize_label(text) to authenticated, service_role;
 grant execute on function ci_private.normalize_template(text) to authenticated, service_role;
 grant execute on function ci_private.normalize_title(text) to authenticated, service_role;
-grant execute on function ci_private.optimal_length(jsonb,text) to authenticated, service_role;
+grant execute on function ci_private.optimal_length(jsonb, text) to authenticated, service_role;
 grant execute on function ci_private.pattern_confidence(bigint) to authenticated, service_role;
-grant execute on function ci_private.pattern_envelope(text,bigint,bigint,text) to authenticated, service_role;
+grant execute on function ci_private.pattern_envelope(text, bigint, bigint, text) to authenticated, service_role;
 grant execute on function ci_private.pattern_health(jsonb) to authenticated, service_role;
 grant execute on function ci_private.pattern_json(public.conversion_patterns) to service_role;
 grant execute on function ci_private.prepare_touches(uuid) to service_role;
-grant execute on function ci_private.rate_table(jsonb,double precision,integer,double precision) to authenticated, service_role;
+grant execute on function ci_private.rate_table(
+  jsonb, double precision, integer, double precision
+) to authenticated, service_role;
 grant execute on function ci_private.rebuild_lead_touches(uuid) to service_role;
 grant execute on function ci_private.refresh_als_context(uuid) to authenticated, service_role;
 grant execute on function ci_private.refresh_timezone_names() to service_role;
-grant execute on function ci_private.rescore_leads(uuid,uuid) to service_role;
+grant execute on function ci_private.rescore_leads(uuid, uuid) to service_role;
 grant execute on function ci_private.schedule_jobs() to service_role;
-grant execute on function ci_private.sequence_channels(integer,integer) to authenticated, service_role;
-grant execute on function ci_private.sequence_prefix(integer,integer) to authenticated, service_role;
+grant execute on function ci_private.sequence_channels(integer, integer) to authenticated, service_role;
+grant execute on function ci_private.sequence_prefix(integer, integer) to authenticated, service_role;
 grant execute on function ci_private.setting(text) to service_role;
 grant execute on function ci_private.shares_of_100(jsonb) to authenticated, service_role;
-grant execute on function ci_private.significant(jsonb,text) to authenticated, service_role;
+grant execute on function ci_private.significant(jsonb, text) to authenticated, service_role;
 grant execute on function ci_private.snapshot_label_text(jsonb) to authenticated, service_role;
-grant execute on function ci_private.store_pattern(uuid,text,jsonb,timestamp with time zone) to service_role;
-grant execute on function ci_private.templatize(text,text,text,text,text,text) to authenticated, service_role;
+grant execute on function ci_private.store_pattern(uuid, text, jsonb, timestamp with time zone) to service_role;
+grant execute on function ci_private.templatize(text, text, text, text, text, text) to authenticated, service_role;
 grant execute on function ci_private.text_bool(text) to authenticated, service_role;
 grant execute on function ci_private.text_key(text) to authenticated, service_role;
-grant execute on function ci_private.text_keys(text[]) to authenticated, service_role;
+grant execute on function ci_private.text_keys(text []) to authenticated, service_role;
 grant execute on function ci_private.tier_channels(text) to authenticated, service_role;
 grant execute on function ci_private.tier_code(text) to authenticated, service_role;
 grant execute on function ci_private.tier_name(integer) to authenticated, service_role;
 grant execute on function ci_private.what_patterns(uuid) to service_role;
 grant execute on function ci_private.when_patterns() to service_role;
 grant execute on function ci_private.who_confidence(bigint) to authenticated, service_role;
-grant execute on function ci_private.who_insufficient(bigint,bigint,jsonb,text) to authenticated, service_role;
+grant execute on function ci_private.who_insufficient(bigint, bigint, jsonb, text) to authenticated, service_role;
 grant execute on function ci_private.who_lead_counts(uuid) to service_role;
 grant execute on function ci_private.who_lead_groups(uuid) to service_role;
-grant execute on function ci_private.who_signal_lift(jsonb,text) to authenticated, service_role;
+grant execute on function ci_private.who_signal_lift(jsonb, text) to authenticated, service_role;
 grant execute on function ci_private.who_size_band(integer) to authenticated, service_role;
 grant execute on function ci_private.who_size_bands() to authenticated, service_role;
 grant execute on function ci_private.who_size_thresholds() to authenticated, service_role;
@@ -162,8 +213,21 @@ grant execute on function ci_private.winner_rule() to authenticated, service_rol
 -- Created only where plpython3u is (not on hosted Supabase).
 do $fit$
 begin
-  if pg_catalog.to_regprocedure('ci_private.fit_als_weights(integer[],integer[],integer[],integer[],integer[],integer[],integer[],jsonb,double precision,jsonb)') is not null then
-    grant execute on function ci_private.fit_als_weights(integer[],integer[],integer[],integer[],integer[],integer[],integer[],jsonb,double precision,jsonb) to service_role;
+  if pg_catalog.to_regprocedure(
+    'ci_private.fit_als_weights(' || 'integer[],integer[],integer[],integer[],integer[],integer[],integer[],jsonb,double precision,jsonb' || ')'
+  ) is not null then
+    grant execute on function ci_private.fit_als_weights(
+      integer[],
+      integer[],
+      integer[],
+      integer[],
+      integer[],
+      integer[],
+      integer[],
+      jsonb,
+      double precision,
+      jsonb
+    ) to service_role;
   end if;
 end
 $fit$;

@@ -5,7 +5,7 @@
 -- cancellation, a crash or a timeout while it waits on one client rolls back
 -- every client already refreshed, and its one statement holds one snapshot for
 -- the whole run (vacuum of the host's tables waits for it). The scheduled job
--- now CALLs ci_private.run_scheduled_refresh() instead:
+-- now CALLs ci_jobs.run_scheduled_refresh() instead:
 --   * a run (ci_private.refresh_batches) lists every active client once
 --     (ci_private.refresh_batch_clients); each client is refreshed in a
 --     transaction of its own and committed with its outcome, so whatever stops
@@ -24,10 +24,16 @@
 --     `refresh_resume_window`): the clients still pending or cancelled are
 --     done, the others are not redone; a crash leaves the client it was on
 --     pending. Two CALLs at once share the clients (FOR UPDATE SKIP LOCKED).
+-- The procedure lives in a schema of its own, ci_jobs, reachable by its owner
+-- only: not exposed by the API, and out of ci_private, whose released privilege
+-- sweep (20261127039000) treats every routine there as a function.
 -- A procedure that commits cannot be security definer nor carry a SET clause
 -- (PostgreSQL forbids transaction control there): it runs as its caller (pg_cron
 -- runs it as the owner of the job, the migration role), every name in it is
 -- schema-qualified, and only the owner may call it.
+
+create schema if not exists ci_jobs;
+revoke all on schema ci_jobs from public;
 
 insert into ci_private.settings (key, value) values
 ('refresh_lock_wait', '30s'),
@@ -136,7 +142,7 @@ revoke execute on function ci_private.refresh_client_step(uuid, text) from publi
 -- The scheduled run (see the top of this file). p_lock_wait overrides the
 -- setting refresh_lock_wait for this call. Raises query_canceled after
 -- recording and committing the client it was cancelled on.
-create or replace procedure ci_private.run_scheduled_refresh(p_lock_wait text default null)
+create or replace procedure ci_jobs.run_scheduled_refresh(p_lock_wait text default null)
 language plpgsql
 as $$
 declare
@@ -224,14 +230,14 @@ begin
 end
 $$;
 
-revoke execute on procedure ci_private.run_scheduled_refresh(text) from public, anon, authenticated, service_role;
+revoke execute on procedure ci_jobs.run_scheduled_refresh(text) from public, anon, authenticated, service_role;
 
 -- Every active client, each on its own, in ONE transaction (a function cannot
 -- commit): for RPC callers and scripts. Contract signature kept. Each client is
 -- a step as in the scheduled run (bounded wait for a busy client, every outcome
 -- recorded); unlike the scheduled run, a cancellation or timeout of this call
 -- rolls every client back, and its statement holds one snapshot for the whole
--- run. The weekly job uses ci_private.run_scheduled_refresh() instead.
+-- run. The weekly job uses ci_jobs.run_scheduled_refresh() instead.
 create or replace function public.refresh_all_conversion_patterns()
 returns jsonb
 language plpgsql
@@ -280,7 +286,7 @@ comment on function public.refresh_all_conversion_patterns() is
 'is waited on for at most the setting refresh_lock_wait (default 30s), then reported busy; clients under '
 'min_outcomes are skipped; a failure is recorded and the others go on; every outcome is also recorded in '
 'conversion_refresh_runs. One transaction: a cancellation or timeout of the call keeps nothing; the weekly pg_cron '
-'job runs ci_private.run_scheduled_refresh() instead, which commits each client. service_role (and database roles) '
+'job runs ci_jobs.run_scheduled_refresh() instead, which commits each client. service_role (and database roles) '
 'only: anon and authenticated get 42501.';
 
 -- pg_cron's run log of the layer's own jobs only, older than keep_run_details;
@@ -335,7 +341,7 @@ begin
   perform v_keep::interval;
   execute format(
     'select cron.schedule(%L, %L, %L)',
-    'ci-weekly-refresh', v_refresh, 'call ci_private.run_scheduled_refresh()'
+    'ci-weekly-refresh', v_refresh, 'call ci_jobs.run_scheduled_refresh()'
   );
   execute format(
     'select cron.schedule(%L, %L, %L)',
