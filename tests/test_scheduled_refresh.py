@@ -175,3 +175,77 @@ def test_the_one_transaction_rpc_loses_everything_when_cancelled(db: tuple[Scrat
     with psycopg.connect(scratch.url, autocommit=True) as conn:
         assert _history(conn) == before
         assert conn.execute("select count(*) from public.conversion_refresh_runs").fetchone() == runs_before
+
+
+def test_a_client_over_its_time_limit_is_stopped_recorded_and_the_run_goes_on(
+    db: tuple[ScratchDb, list[uuid.UUID]]
+) -> None:
+    """The watchdog (ci_jobs.enforce_refresh_time_limit, every minute under pg_cron) cancels a client
+    that ran past refresh_client_time_limit; the run records it as failed and refreshes the next."""
+    scratch, (first, second, third) = db
+    with psycopg.connect(scratch.url, autocommit=True) as conn:
+        # Fault injection: storing any pattern of the second client takes 3 s.
+        conn.execute(
+            f"""
+            create or replace function public.ci_test_slow_patterns() returns trigger language plpgsql
+            set search_path = '' as $$
+            begin
+              if new.client_id = '{second}'::uuid then perform pg_catalog.pg_sleep(3); end if;
+              return new;
+            end $$
+            """
+        )
+        conn.execute("create trigger ci_test_slow before insert or update on public.conversion_patterns "
+                     "for each row execute function public.ci_test_slow_patterns()")
+    outcome: dict[str, BaseException | None] = {"error": None}
+    try:
+        with psycopg.connect(scratch.url, autocommit=True) as job, \
+                psycopg.connect(scratch.url, autocommit=True) as watchdog:
+
+            def run() -> None:
+                try:
+                    job.execute("call ci_jobs.run_scheduled_refresh()")
+                except BaseException as exc:  # noqa: BLE001 - reported to the test
+                    outcome["error"] = exc
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            deadline = time.monotonic() + 240
+            over = False
+            while time.monotonic() < deadline and thread.is_alive():
+                row = watchdog.execute(
+                    "select clock_timestamp() - started_at > interval '1.5 seconds' "
+                    "from ci_private.refresh_batch_clients where client_id = %s and status = 'running'",
+                    (second,),
+                ).fetchone()
+                if row is not None and row[0]:
+                    over = True
+                    break
+                time.sleep(0.1)
+            assert over, "the second client never ran past the limit"
+            watchdog.execute("call ci_jobs.enforce_refresh_time_limit(%s)", ("1 second",))
+            thread.join(120)
+            assert not thread.is_alive()
+    finally:
+        with psycopg.connect(scratch.url, autocommit=True) as conn:
+            conn.execute("drop trigger if exists ci_test_slow on public.conversion_patterns")
+            conn.execute("drop function if exists public.ci_test_slow_patterns()")
+    assert outcome["error"] is None, outcome["error"]
+    with psycopg.connect(scratch.url, autocommit=True) as conn:
+        batch = conn.execute(
+            "select id, finished_at is not null from ci_private.refresh_batches order by started_at desc limit 1"
+        ).fetchone()
+        assert batch is not None and batch[1] is True
+        rows = conn.execute(
+            "select client_id, status, detail ->> 'reason', timed_out_at is not null "
+            "from ci_private.refresh_batch_clients where batch_id = %s", (batch[0],)
+        ).fetchall()
+        by_client = {r[0]: r[1:] for r in rows}
+        assert by_client[first][0] == "ok" and by_client[third][0] == "ok"
+        assert by_client[second][0] == "failed" and by_client[second][2] is True
+        assert str(by_client[second][1]).startswith("time limit"), by_client[second]
+        last = conn.execute(
+            "select status, detail ->> 'reason' from public.conversion_refresh_runs where client_id = %s "
+            "order by started_at desc limit 1", (second,)
+        ).fetchone()
+        assert last is not None and last[0] == "failed" and str(last[1]).startswith("time limit")

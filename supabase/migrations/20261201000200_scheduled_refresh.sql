@@ -37,6 +37,8 @@ revoke all on schema ci_jobs from public;
 
 insert into ci_private.settings (key, value) values
 ('refresh_lock_wait', '30s'),
+('refresh_client_time_limit', '30 min'),
+('time_limit_cron', '* * * * *'),
 ('refresh_resume_window', '6 days')
 on conflict (key) do nothing;
 
@@ -55,10 +57,13 @@ create table if not exists ci_private.refresh_batch_clients (
   status text not null default 'pending',
   started_at timestamptz,
   finished_at timestamptz,
+  -- The backend working on it (status running) and when the time limit stopped it.
+  pid integer,
+  timed_out_at timestamptz,
   detail jsonb not null default '{}'::jsonb,
   primary key (batch_id, client_id),
   constraint refresh_batch_clients_status_check
-  check (status in ('pending', 'ok', 'skipped', 'busy', 'failed', 'cancelled'))
+  check (status in ('pending', 'running', 'ok', 'skipped', 'busy', 'failed', 'cancelled'))
 );
 create index if not exists refresh_batch_clients_client_idx on ci_private.refresh_batch_clients (client_id);
 
@@ -177,34 +182,56 @@ begin
   commit;
 
   loop
-    -- The next client not done, locked for this transaction: a second CALL
-    -- takes another one, a crash leaves it pending.
+    -- Claim the next client not done (a second CALL takes another one) and
+    -- commit the claim, so that the time-limit watchdog sees who works on it.
+    -- A client left running by a backend that is gone (a crash) is claimed again.
     select bc.client_id into v_client
     from ci_private.refresh_batch_clients as bc
     join public.clients as c on c.id = bc.client_id
-    where bc.batch_id = v_batch and bc.status in ('pending', 'cancelled') and c.deleted_at is null
+    where bc.batch_id = v_batch and c.deleted_at is null
+      and (bc.status in ('pending', 'cancelled')
+        or (bc.status = 'running' and not exists (
+          select 1 from pg_catalog.pg_stat_activity as a
+          where a.pid = bc.pid and a.backend_start <= bc.started_at
+        )))
     order by bc.client_id
     limit 1
     for update of bc skip locked;
     exit when v_client is null;
-
     v_started := pg_catalog.clock_timestamp();
+    update ci_private.refresh_batch_clients
+    set status = 'running', pid = pg_catalog.pg_backend_pid(), started_at = v_started, timed_out_at = null
+    where batch_id = v_batch and client_id = v_client;
+    commit;
+
     v_cancel_message := null;
     begin
       v_result := ci_private.refresh_client_step(v_client, v_wait);
     exception when query_canceled then
-      v_cancel_message := sqlerrm;
-      v_result := jsonb_build_object(
-        'client_id', v_client, 'status', 'cancelled', 'reason', sqlerrm, 'sqlstate', sqlstate
-      );
+      if exists (
+        select 1 from ci_private.refresh_batch_clients as bc
+        where bc.batch_id = v_batch and bc.client_id = v_client and bc.timed_out_at is not null
+      ) then
+        -- The watchdog stopped this client at its time limit: recorded, the run goes on.
+        v_result := jsonb_build_object(
+          'client_id', v_client, 'status', 'failed', 'reason',
+          format('time limit: the client ran longer than %s', ci_private.setting('refresh_client_time_limit')),
+          'sqlstate', sqlstate
+        );
+      else
+        v_cancel_message := sqlerrm;
+        v_result := jsonb_build_object(
+          'client_id', v_client, 'status', 'cancelled', 'reason', sqlerrm, 'sqlstate', sqlstate
+        );
+      end if;
       insert into public.conversion_refresh_runs (client_id, started_at, finished_at, status, detail)
       values (v_client, v_started, pg_catalog.clock_timestamp(), 'failed', v_result);
     end;
 
     update ci_private.refresh_batch_clients
     set status = v_result ->> 'status',
-      started_at = v_started,
       finished_at = pg_catalog.clock_timestamp(),
+      pid = null,
       detail = v_result
     where batch_id = v_batch and client_id = v_client;
     commit;
@@ -224,13 +251,52 @@ begin
       select 1
       from ci_private.refresh_batch_clients as bc
       join public.clients as c on c.id = bc.client_id
-      where bc.batch_id = b.id and bc.status in ('pending', 'cancelled') and c.deleted_at is null
+      where bc.batch_id = b.id and bc.status in ('pending', 'running', 'cancelled') and c.deleted_at is null
     );
   commit;
 end
 $$;
 
 revoke execute on procedure ci_jobs.run_scheduled_refresh(text) from public, anon, authenticated, service_role;
+
+-- Each client's time limit. Inside one CALL PostgreSQL arms statement_timeout
+-- once, at the CALL (a timeout set in the procedure never fires), so a
+-- watchdog enforces refresh_client_time_limit from outside: it marks each
+-- client that has been running longer, COMMITS the mark, then cancels the
+-- backend working on it; the run sees the mark, records the client as failed
+-- (time limit) and goes on with the next. A cancellation without the mark is
+-- an operator's, and stops the run. pg_cron CALLs it every minute
+-- (time_limit_cron); p_limit overrides the setting. Returns nothing; the
+-- clients stopped are in the run's rows (timed_out_at).
+create or replace procedure ci_jobs.enforce_refresh_time_limit(p_limit text default null)
+language plpgsql
+as $$
+declare
+  v_limit interval := coalesce(p_limit, ci_private.setting('refresh_client_time_limit'), '30 min')::interval;
+  v_pids integer [];
+  v_pid integer;
+begin
+  with hit as (
+    update ci_private.refresh_batch_clients as bc
+    set timed_out_at = pg_catalog.clock_timestamp()
+    where bc.status = 'running' and bc.timed_out_at is null
+      and bc.started_at < pg_catalog.clock_timestamp() - v_limit
+      and exists (
+        select 1 from pg_catalog.pg_stat_activity as a
+        where a.pid = bc.pid and a.backend_start <= bc.started_at
+      )
+    returning bc.pid
+  )
+  select coalesce(array_agg(hit.pid), array[]::integer []) into v_pids from hit;
+  -- The marks must be visible before the cancel lands.
+  commit;
+  foreach v_pid in array v_pids loop
+    perform pg_catalog.pg_cancel_backend(v_pid);
+  end loop;
+end
+$$;
+
+revoke execute on procedure ci_jobs.enforce_refresh_time_limit(text) from public, anon, authenticated, service_role;
 
 -- Every active client, each on its own, in ONE transaction (a function cannot
 -- commit): for RPC callers and scripts. Contract signature kept. Each client is
@@ -308,7 +374,7 @@ begin
     delete from cron.job_run_details as d
     where d.jobid in (
         select j.jobid from cron.job as j
-        where j.jobname in ('ci-weekly-refresh', 'ci-trim-cron-run-details')
+        where j.jobname in ('ci-weekly-refresh', 'ci-trim-cron-run-details', 'ci-refresh-time-limit')
       )
       and (d.end_time < pg_catalog.now() - $1
         or (d.end_time is null and d.status in ('starting', 'running', 'sending', 'connecting')
@@ -333,6 +399,7 @@ declare
   v_refresh text := ci_private.setting('refresh_cron');
   v_trim text := ci_private.setting('trim_cron');
   v_keep text := ci_private.setting('keep_run_details');
+  v_watch text := coalesce(ci_private.setting('time_limit_cron'), '* * * * *');
 begin
   if pg_catalog.to_regnamespace('cron') is null then
     return jsonb_build_object('scheduled', false, 'reason', 'pg_cron is not installed in this database');
@@ -347,8 +414,12 @@ begin
     'select cron.schedule(%L, %L, %L)',
     'ci-trim-cron-run-details', v_trim, 'select ci_private.trim_cron_run_details()'
   );
+  execute format(
+    'select cron.schedule(%L, %L, %L)',
+    'ci-refresh-time-limit', v_watch, 'call ci_jobs.enforce_refresh_time_limit()'
+  );
   return jsonb_build_object('scheduled', true, 'refresh_cron', v_refresh, 'trim_cron', v_trim,
-    'keep_run_details', v_keep);
+    'keep_run_details', v_keep, 'time_limit_cron', v_watch);
 end
 $$;
 

@@ -115,8 +115,10 @@ select is_empty(
   'no function of ci_private is executable by PUBLIC');
 select ok(
   not has_function_privilege('service_role', 'ci_jobs.run_scheduled_refresh(text)', 'execute')
-  and not has_function_privilege('authenticated', 'ci_jobs.run_scheduled_refresh(text)', 'execute'),
-  'the scheduled run is the owner''s (pg_cron) only');
+  and not has_function_privilege('authenticated', 'ci_jobs.run_scheduled_refresh(text)', 'execute')
+  and not has_function_privilege('service_role', 'ci_jobs.enforce_refresh_time_limit(text)', 'execute')
+  and not has_function_privilege('authenticated', 'ci_jobs.enforce_refresh_time_limit(text)', 'execute'),
+  'the scheduled run and its watchdog are the owner''s (pg_cron) only');
 
 select * from finish();
 rollback;

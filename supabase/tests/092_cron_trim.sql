@@ -1,9 +1,9 @@
 -- The layer's cron jobs: the weekly job CALLs the procedure that commits each
--- client; the trim deletes only the layer's own jobs' run history, including
+-- client, the watchdog CALLs the time-limit procedure; the trim deletes only the layer's own jobs' run history, including
 -- runs left in a running state, older than keep_run_details, never another
 -- job's. Skipped where pg_cron is not installed in this database.
 begin;
-select plan(6);
+select plan(7);
 
 create function pg_temp.has_cron() returns boolean language sql as $$
   select pg_catalog.to_regclass('cron.job_run_details') is not null
@@ -21,6 +21,9 @@ begin
   return next is(
     (select command from cron.job where jobname = 'ci-trim-cron-run-details'),
     'select ci_private.trim_cron_run_details()', 'the trim job calls the trim function');
+  return next is(
+    (select command from cron.job where jobname = 'ci-refresh-time-limit'),
+    'call ci_jobs.enforce_refresh_time_limit()', 'the time-limit watchdog CALLs its procedure');
 
   select jobid into v_layer from cron.job where jobname = 'ci-weekly-refresh';
   select cron.schedule('ci-test-host-job', '0 0 1 1 *', 'select 1') into v_host;
@@ -49,7 +52,7 @@ end
 $$;
 
 select * from pg_temp.cron_checks() where pg_temp.has_cron();
-select skip('pg_cron is not installed in this database', 6) where not pg_temp.has_cron();
+select skip('pg_cron is not installed in this database', 7) where not pg_temp.has_cron();
 
 select * from finish();
 rollback;
