@@ -182,7 +182,7 @@ def test_cron_job_exists_once_and_runs_the_refresh(conn: Conn, world: dict[str, 
     ).fetchone() == (1,)
     # Re-scheduling from the settings never duplicates the jobs.
     conn.execute("select ci_private.schedule_jobs()")
-    assert conn.execute("select count(*) from cron.job where jobname like 'ci-%%'").fetchone() == (2,)
+    assert conn.execute("select count(*) from cron.job where jobname like 'ci-%%'").fetchone() == (3,)
 
     # Trigger it: the same command, on a one-off every-minute job, run by pg_cron itself.
     cid = world["healthy"][0]
