@@ -162,7 +162,9 @@ begin
     perform 1 from public.leads as l
     where l.id in (select u.id from unnest(p_lead_ids) as u (id))
     order by l.id
-    for update;
+    -- Not FOR UPDATE: a writer's new activity (which takes KEY SHARE on its
+    -- lead) must not wait for a conversion, nor a conversion for it.
+    for no key update;
   end if;
 
   with k as (
@@ -683,7 +685,7 @@ $$;
 --   differed from their touches and were rebuilt) and lead_touches_rows (rows
 --   written for them).
 -- The kept rows are compared per lead by a fingerprint (count, send times,
--- touch ids, marks) read from the outbound-touch index.
+-- touch ids, marked touch ids) read from the outbound-touch index.
 -- security definer: a repair over one client's rows, run by the refresh (which
 -- has checked the caller) or by service_role.
 create or replace function ci_private.reconcile_client_conversions(p_client_id uuid)
@@ -713,7 +715,7 @@ begin
       count(*) as n,
       sum(date_part('epoch', a.created_at)) as t,
       sum(pg_catalog.hashtext(a.id::text)::bigint) as h,
-      count(*) filter (where a.led_to_booking) as m
+      sum(pg_catalog.hashtext(a.id::text)::bigint) filter (where a.led_to_booking) as m
     from public.activities as a
     where a.client_id = p_client_id
       and ci_private.is_outbound_action(a.action)
@@ -729,7 +731,7 @@ begin
       count(*) as n,
       sum(date_part('epoch', t.created_at)) as t,
       sum(pg_catalog.hashtext(t.touch_id::text)::bigint) as h,
-      count(*) filter (where t.led_to_booking) as m
+      sum(pg_catalog.hashtext(t.touch_id::text)::bigint) filter (where t.led_to_booking) as m
     from ci_private.lead_touches as t
     where t.client_id = p_client_id
     group by t.lead_id
