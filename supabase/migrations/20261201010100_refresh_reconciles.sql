@@ -1,7 +1,8 @@
 -- The weekly refresh reconciles first (issue 13): public.refresh_conversion_patterns
 -- as in the refresh migration, with ci_private.reconcile_client_conversions run
 -- before anything is read, and its corrections recorded in the result, the run's
--- detail and every stored pattern's metadata.reconciled.
+-- detail and every stored pattern's metadata.reconciled; a client queued for
+-- rescoring (its ICP or weights changed) is rescored right after it.
 
 -- A pattern with the reconciliation's corrections merged into its metadata
 -- object (a metadata value that is not an object is kept under metadata.detector).
@@ -59,6 +60,9 @@ begin
   -- Content features still missing (rows stored before the layer) read once;
   -- then one shared snapshot of the client's touches for the four detectors.
   v_reconciled := ci_private.reconcile_client_conversions(p_client_id);
+  -- Leads of a large client whose ICP or weights changed since: rescored now
+  -- (rescore_on_icp_change migration), so WHO reads current scores.
+  v_reconciled := v_reconciled || jsonb_build_object('leads_rescored', ci_private.rescore_if_pending(p_client_id));
   perform ci_private.fill_content_features(p_client_id);
   perform ci_private.prepare_touches(p_client_id);
   v_who := public.detect_who_patterns(p_client_id);
