@@ -323,7 +323,7 @@ class ConversionHistory(RuleBasedStateMachine):
                 " values (%s, %s, %s, 'sms', 'sent', to_timestamp(%s::float8))",
                 (act_id, self.client, target.id, send_at),
             )
-            errors: list[BaseException] = []
+            errors: list[psycopg.Error] = []
 
             def convert() -> None:
                 try:
@@ -332,7 +332,7 @@ class ConversionHistory(RuleBasedStateMachine):
                             "update public.leads set status = 'converted', converted_at = to_timestamp(%s::float8) where id = %s",
                             (convert_at, target.id),
                         )
-                except BaseException as exc:  # pragma: no cover - reported below
+                except psycopg.Error as exc:  # pragma: no cover - reported below
                     errors.append(exc)
 
             worker = threading.Thread(target=convert)

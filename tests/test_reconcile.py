@@ -44,7 +44,7 @@ def test_concurrent_send_is_reconciled_by_refresh(dsn: str) -> None:
                     " values (%s, %s, 'sms', 'sent', '2026-09-01 11:00+00')",
                     (client, lead),
                 )
-                errors: list[BaseException] = []
+                errors: list[psycopg.Error] = []
 
                 def session1() -> None:
                     try:
@@ -54,7 +54,7 @@ def test_concurrent_send_is_reconciled_by_refresh(dsn: str) -> None:
                                 " where id = %s",
                                 (lead,),
                             )
-                    except BaseException as exc:  # pragma: no cover - reported below
+                    except psycopg.Error as exc:  # pragma: no cover - reported below
                         errors.append(exc)
 
                 worker = threading.Thread(target=session1)

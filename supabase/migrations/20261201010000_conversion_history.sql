@@ -55,6 +55,12 @@ revoke all on ci_private.lead_conversion_status from public, anon, authenticated
 create index if not exists activities_ci_content_key_idx
 on public.activities (content_key) where content_key is not null;
 
+-- A lead's marked activities (normally one), for re-marking a lead: without
+-- it the planner may read every marked touch of the client (the booking
+-- index) to find one lead's. Tiny: only marked rows are in it.
+create index if not exists activities_ci_lead_marked_idx
+on public.activities (lead_id) where led_to_booking;
+
 -- Whether the layer itself is writing (see the header).
 create or replace function ci_private.is_deriving()
 returns boolean
@@ -77,16 +83,14 @@ set search_path = ''
 as $$
 declare
   v_prev text := pg_catalog.current_setting('ci.deriving', true);
+  v_target uuid [];
+  v_change uuid [];
 begin
   perform pg_catalog.set_config('ci.deriving', 'on', true);
-  with k as (
-    select distinct u.id from unnest(p_lead_ids) as u (id) where u.id is not null
-  ),
-
-  target as (
-    select t.id
-    from k
-    inner join public.leads as l on k.id = l.id
+  if p_client_id is null then
+    -- The triggers' path, a few leads: index probes by id and by lead.
+    select coalesce(array_agg(t.id), '{}'::uuid []) into v_target
+    from public.leads as l
     cross join lateral (
       select a.id
       from public.activities as a
@@ -99,39 +103,90 @@ begin
       order by a.created_at desc, a.id desc
       limit 1
     ) as t
-    where l.status::text = 'converted' and l.converted_at is not null
-  ),
+    where l.id = any(p_lead_ids) and l.status::text = 'converted' and l.converted_at is not null;
 
-  marked as (
-    select a.id
-    from k
-    inner join public.activities as a on k.id = a.lead_id
-    where a.led_to_booking
-    union
-    select a.id
-    from public.activities as a
-    where p_client_id is not null and a.client_id = p_client_id and a.led_to_booking
-  ),
+    -- The rows to change first (index probes), then one update of just
+    -- those, only when there are any: one firing of the activities'
+    -- statement trigger, none when the mark stays where it is.
+    v_change := array(
+      select a.id from public.activities as a
+      where a.id = any(v_target) and a.led_to_booking is not true
+      union all
+      select a.id from public.activities as a
+      where a.lead_id = any(p_lead_ids) and a.led_to_booking and not (a.id = any(v_target))
+    );
+    added := 0;
+    removed := 0;
+    if cardinality(v_change) > 0 then
+      with changed as (
+        update public.activities as a
+        set led_to_booking = (a.id = any(v_target))
+        where a.id = any(v_change)
+        returning a.led_to_booking
+      )
 
-  wanted as (
-    select t.id, true as mark from target as t
-    union all
-    select m.id, false from marked as m where m.id not in (select t.id from target as t)
-  ),
+      select
+        count(*) filter (where c.led_to_booking)::integer,
+        count(*) filter (where not c.led_to_booking)::integer
+      into added, removed
+      from changed as c;
+    end if;
+  else
+    -- A whole client (the reconciliation): set-based joins.
+    with k as (
+      select distinct u.id from unnest(p_lead_ids) as u (id) where u.id is not null
+    ),
 
-  changed as (
-    update public.activities as a
-    set led_to_booking = w.mark
-    from wanted as w
-    where a.id = w.id and a.led_to_booking is distinct from w.mark
-    returning w.mark
-  )
+    target as (
+      select t.id
+      from k
+      inner join public.leads as l on k.id = l.id
+      cross join lateral (
+        select a.id
+        from public.activities as a
+        where a.lead_id = l.id
+          and a.client_id = l.client_id
+          and ci_private.is_outbound_action(a.action)
+          and a.created_at > '-infinity'::timestamptz
+          and a.created_at < 'infinity'::timestamptz
+          and a.created_at <= l.converted_at
+        order by a.created_at desc, a.id desc
+        limit 1
+      ) as t
+      where l.status::text = 'converted' and l.converted_at is not null
+    ),
 
-  select
-    count(*) filter (where c.mark)::integer,
-    count(*) filter (where not c.mark)::integer
-  into added, removed
-  from changed as c;
+    marked as (
+      select a.id
+      from public.activities as a
+      where a.client_id = p_client_id and a.led_to_booking
+      union
+      select a.id
+      from k
+      inner join public.activities as a on k.id = a.lead_id
+      where a.led_to_booking
+    ),
+
+    wanted as (
+      select t.id, true as mark from target as t
+      union all
+      select m.id, false from marked as m where m.id not in (select t.id from target as t)
+    ),
+
+    changed as (
+      update public.activities as a
+      set led_to_booking = w.mark
+      from wanted as w
+      where a.id = w.id and a.led_to_booking is distinct from w.mark
+      returning w.mark
+    )
+
+    select
+      count(*) filter (where c.mark)::integer,
+      count(*) filter (where not c.mark)::integer
+    into added, removed
+    from changed as c;
+  end if;
   perform pg_catalog.set_config('ci.deriving', coalesce(v_prev, ''), true);
 end
 $$;
@@ -484,6 +539,18 @@ declare
   v_keys integer [];
   v_copy boolean;
 begin
+  -- Most updates change nothing the layer keeps (a subject, a status of the
+  -- host's own): one pass over the rows, and out.
+  if not exists (
+    select 1
+    from old_rows as o
+    inner join new_rows as r on o.id = r.id
+    where (o.client_id, o.lead_id, o.created_at, o.action, o.channel, o.content_key, o.led_to_booking)
+      is distinct from (r.client_id, r.lead_id, r.created_at, r.action, r.channel, r.content_key, r.led_to_booking)
+  ) then
+    return null;
+  end if;
+
   with j as (
     select
       o.id, o.client_id as oc, o.lead_id as ol, o.action as oa, r.client_id as rc, r.lead_id as rl, r.action as ra,
