@@ -55,11 +55,13 @@ revoke all on ci_private.lead_conversion_status from public, anon, authenticated
 create index if not exists activities_ci_content_key_idx
 on public.activities (content_key) where content_key is not null;
 
--- A lead's marked activities (normally one), for re-marking a lead: without
--- it the planner may read every marked touch of the client (the booking
--- index) to find one lead's. Tiny: only marked rows are in it.
-create index if not exists activities_ci_lead_marked_idx
-on public.activities (lead_id) where led_to_booking;
+-- A lead's marked activities (normally one), for re-marking a lead. Its
+-- predicate is written so that the booking index (by client, where
+-- led_to_booking) cannot serve the query: with statistics taken before a bulk
+-- of conversions the planner took that one, reading every mark of the table
+-- to find one lead's. Tiny: only marked rows are in it.
+create index if not exists activities_ci_lead_mark_idx
+on public.activities (lead_id) where coalesce(led_to_booking, false);
 
 -- Whether the layer itself is writing (see the header).
 create or replace function ci_private.is_deriving()
@@ -112,8 +114,12 @@ begin
       select a.id from public.activities as a
       where a.id = any(v_target) and a.led_to_booking is not true
       union all
-      select a.id from public.activities as a
-      where a.lead_id = any(p_lead_ids) and a.led_to_booking and not (a.id = any(v_target))
+      select m.id
+      from unnest(p_lead_ids) as u (id)
+      cross join lateral (
+        select a.id from public.activities as a
+        where a.lead_id = u.id and coalesce(a.led_to_booking, false) and not (a.id = any(v_target))
+      ) as m
     );
     added := 0;
     removed := 0;
