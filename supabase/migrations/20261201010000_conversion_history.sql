@@ -348,6 +348,7 @@ set search_path = ''
 as $$
 declare
   v_unconverted_at timestamptz;
+  v_has_row boolean;
   v_booking timestamptz;
   v_latest timestamptz;
 begin
@@ -367,6 +368,7 @@ begin
 
   select r.unconverted_at into v_unconverted_at
   from ci_private.lead_conversion_status as r where r.lead_id = new.id;
+  v_has_row := found;
   select
     min(a.created_at) filter (where a.created_at > coalesce(v_unconverted_at, '-infinity'::timestamptz)),
     max(a.created_at)
@@ -391,10 +393,16 @@ begin
       -- Still converted: a converted lead keeps a conversion time.
       new.converted_at := old.converted_at;
     end if;
-    insert into ci_private.lead_conversion_status as r (lead_id, client_id, status_converted_at, unconverted_at)
-    values (new.id, new.client_id, new.converted_at, v_unconverted_at)
-    on conflict (lead_id) do update
-      set status_converted_at = excluded.status_converted_at, updated_at = pg_catalog.now();
+    -- S is recorded only where the lead cannot tell it: a row exists already
+    -- (an earlier un-conversion), or a booking at or before S (which would
+    -- move converted_at off S, or explain it). Otherwise S = converted_at,
+    -- which is how a lead without a row is read.
+    if v_has_row or v_booking <= new.converted_at then
+      insert into ci_private.lead_conversion_status as r (lead_id, client_id, status_converted_at, unconverted_at)
+      values (new.id, new.client_id, new.converted_at, v_unconverted_at)
+      on conflict (lead_id) do update
+        set status_converted_at = excluded.status_converted_at, updated_at = pg_catalog.now();
+    end if;
     -- An earlier booking than the status path's time: the earliest wins.
     new.converted_at := least(new.converted_at, v_booking);
   else
@@ -545,6 +553,15 @@ declare
   v_keys integer [];
   v_copy boolean;
 begin
+  if v_deriving then
+    -- The layer's own writes change marks only: copy them into the kept rows.
+    update ci_private.lead_touches as t
+    set led_to_booking = coalesce(r.led_to_booking, false)
+    from new_rows as r
+    where t.client_id = r.client_id and t.lead_id = r.lead_id and t.touch_id = r.id
+      and t.led_to_booking is distinct from coalesce(r.led_to_booking, false);
+    return null;
+  end if;
   -- Most updates change nothing the layer keeps (a subject, a status of the
   -- host's own): one pass over the rows, and out.
   -- (An aggregate, not EXISTS: a fast-start plan would join the two
