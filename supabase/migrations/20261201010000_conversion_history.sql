@@ -956,6 +956,7 @@ revoke execute on function ci_private.reconcile_client_conversions(uuid) from pu
 revoke execute on function ci_private.backfill_converting_touches(uuid) from public, anon, authenticated;
 revoke execute on function public.reconcile_conversions(uuid) from public, anon, authenticated;
 grant execute on function ci_private.is_deriving() to service_role;
+grant execute on function ci_private.check_booking_rows(jsonb) to service_role;
 grant execute on function ci_private.ensure_lead_touches(uuid, boolean) to service_role;
 grant execute on function ci_private.reconcile_client_conversions(uuid) to service_role;
 grant execute on function ci_private.backfill_converting_touches(uuid) to service_role;
