@@ -82,7 +82,11 @@ CONVERTING_TOUCH_TRIGGERS = frozenset({
     ("public.leads", "leads_ci_conversion_time_ins"),
     ("public.leads", "leads_ci_conversion_time_upd"),
     ("public.leads", "leads_ci_mark_converting_touch"),
-    ("public.activities", "activities_ci_record_conversion"),
+    # Bookings are seen by the activities' statement triggers (issue 13: inserts,
+    # updates and deletes alike); the former row trigger on inserts is gone.
+    ("public.activities", "activities_ci_lead_touches_ins"),
+    ("public.activities", "activities_ci_lead_touches_upd"),
+    ("public.activities", "activities_ci_lead_touches_del"),
 })
 
 Conn = psycopg.Connection[tuple[Any, ...]]

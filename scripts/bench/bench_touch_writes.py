@@ -12,7 +12,11 @@ triggers can never stay disabled, and every run starts from the same rows):
   * one bulk INSERT of a send to every lead;
   * one UPDATE of the subject of every outbound touch (no column the
     triggers keep: they compare the rows and recompute nothing);
-  * one DELETE of a touch of every lead.
+  * one DELETE of a touch of every lead;
+  * single conversions: 2000 UPDATEs of one lead's status to 'converted', in a
+    server-side loop; "off" disables every conversion trigger of the layer
+    (the lead triggers and the activities triggers that the mark fires), the
+    scoring trigger staying on in both (status is a scored column).
 
 Several repetitions alternating the order; medians, their ratio, and the
 difference per row in microseconds. Then the one-time rebuild of the client's
@@ -34,6 +38,12 @@ import psycopg
 from bench_trigger_overhead import Timing, default_dsn
 
 TRIGGERS = ("activities_ci_lead_touches_ins", "activities_ci_lead_touches_upd", "activities_ci_lead_touches_del")
+# Disabled for the single conversions ("table.trigger"; a name that does not
+# exist on the database under test, e.g. an older release's, is skipped).
+CONVERSION_TRIGGERS = (
+    "leads.leads_ci_conversion_time_upd", "leads.leads_ci_mark_converting_touch",
+    "activities.activities_ci_lead_touches_upd", "activities.activities_ci_record_conversion",
+)
 SINGLES = 2000
 
 LOOP = """
@@ -59,6 +69,14 @@ STATEMENTS = {
         ("update public.activities set subject = coalesce(subject, '') || 'x' "
         "where client_id = '{client}' and action = 'sent'"),
         0,
+    ),
+    "single conversions": (
+        LOOP.replace(
+            """    insert into public.activities (client_id, lead_id, channel, action, created_at)
+    values (r.client_id, r.id, 'email', '{action}', now());""",
+            "    update public.leads set status = 'converted' where id = r.id;",
+        ),
+        SINGLES,
     ),
     "delete a touch": (
         ("delete from public.activities where client_id = '{client}' and action = 'sent' "
@@ -97,12 +115,17 @@ def create_bench_client(conn: Conn, leads: int) -> uuid.UUID:
     return client_id
 
 
-def timed(conn: Conn, sql: str, triggers: bool) -> tuple[float, int]:
+def timed(conn: Conn, sql: str, triggers: bool, names: tuple[str, ...] = ()) -> tuple[float, int]:
     """One run in a rolled-back transaction: milliseconds and rows written."""
     with conn.transaction(force_rollback=True):
         if not triggers:
-            for name in TRIGGERS:
-                conn.execute(f"alter table public.activities disable trigger {name}")
+            for qualified in names or tuple(f"activities.{name}" for name in TRIGGERS):
+                table, name = qualified.split(".")
+                found = conn.execute(
+                    "select 1 from pg_trigger where tgrelid = %s::regclass and tgname = %s", (f"public.{table}", name)
+                ).fetchone()
+                if found:
+                    conn.execute(f"alter table public.{table} disable trigger {name}")
         t0 = time.perf_counter()
         cur = conn.execute(sql)
         elapsed = (time.perf_counter() - t0) * 1000.0
@@ -115,12 +138,13 @@ def measure(conn: Conn, client_id: uuid.UUID, reps: int) -> tuple[list[Timing], 
     rows_of: dict[str, int] = {}
     for statement, (template, fixed_rows) in STATEMENTS.items():
         sql = template.replace("{client}", str(client_id)).replace("{n}", str(SINGLES))
+        names = CONVERSION_TRIGGERS if statement == "single conversions" else ()
         timed(conn, sql, True)  # warm up
         runs: dict[bool, list[float]] = {True: [], False: []}
         rows = fixed_rows
         for rep in range(reps):
             for triggers in ((True, False) if rep % 2 == 0 else (False, True)):
-                ms, written = timed(conn, sql, triggers)
+                ms, written = timed(conn, sql, triggers, names)
                 runs[triggers].append(ms)
                 rows = fixed_rows or written
         results += [Timing(statement, t, tuple(runs[t])) for t in (True, False)]

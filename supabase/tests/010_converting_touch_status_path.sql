@@ -107,7 +107,9 @@ select results_eq(
   'A: a tie at the same created_at goes to the greater id'
 );
 
--- Rule: touches after converted_at are never marked, also when they already existed.
+-- Rule: touches after converted_at are never marked, also when they already
+-- existed; history is the truth (contract section 3): a send stamped before the
+-- conversion but recorded after it (a late webhook) becomes the converting touch.
 select from pg_temp.lead('a6');
 select from pg_temp.act('a6/before', 'a6', 'sent', now() - interval '1 day');
 select from pg_temp.act('a6/future', 'a6', 'sent', now() + interval '1 day');
@@ -120,8 +122,8 @@ select results_eq(
 select from pg_temp.act('a6/later', 'a6', 'sent', now() + interval '2 hours');
 select from pg_temp.act('a6/late_insert', 'a6', 'sent', now() - interval '1 hour');
 select results_eq(
-  $$ select * from pg_temp.marked('a6') $$, $$ values ('a6', 'a6/before') $$,
-  'A: touches inserted after the conversion are never marked (the backfill re-derives history)'
+  $$ select * from pg_temp.marked('a6') $$, $$ values ('a6', 'a6/late_insert') $$,
+  'A: a touch stamped after the conversion is never marked; one stamped before it but inserted late is (history)'
 );
 
 -- Rule: un-conversion removes the mark and clears converted_at.

@@ -4,7 +4,7 @@
 -- the activity's created_at, so times here are explicit. Path A (status change)
 -- is in 010, backfill and bad input in 012.
 begin;
-select plan(33);
+select plan(34);
 
 \ir include/converting_touch_fixture.psql
 
@@ -124,7 +124,8 @@ select results_eq(
   'B: a tie at the same created_at goes to the greater id'
 );
 
--- Rule: touches after the booking are never marked, also when inserted later.
+-- Rule: touches after the booking are never marked, also when inserted later;
+-- a send stamped before the booking but inserted after it takes the mark (history).
 select from pg_temp.lead('b6');
 select from pg_temp.act('b6/before', 'b6', 'sent', '2026-09-01 10:00+00');
 select from pg_temp.act('b6/after', 'b6', 'sent', '2026-09-01 14:00+00');
@@ -132,8 +133,8 @@ select from pg_temp.act('b6/booked', 'b6', 'meeting_booked', '2026-09-01 12:00+0
 select from pg_temp.act('b6/later', 'b6', 'sent', '2026-09-02 10:00+00');
 select from pg_temp.act('b6/late_insert', 'b6', 'sent', '2026-09-01 11:00+00');
 select results_eq(
-  $$ select * from pg_temp.marked('b6') $$, $$ values ('b6', 'b6/before') $$,
-  'B: touches after the booking, or inserted after it, are never marked'
+  $$ select * from pg_temp.marked('b6') $$, $$ values ('b6', 'b6/late_insert') $$,
+  'B: touches after the booking are never marked; the 11:00 send recorded late is the converting touch'
 );
 
 -- Rule: un-conversion (status away from converted) removes the mark and clears converted_at.
@@ -154,10 +155,14 @@ where id = pg_temp.id('b7b');
 select is_empty($$ select * from pg_temp.marked('b7b') $$, 'B: a failed status removes the mark');
 select is(pg_temp.converted_at('b7b'), null, 'B: ... and clears converted_at');
 
--- Rule: re-conversion re-marks: a new booking after un-conversion converts at its own time.
-select from pg_temp.act('b7/t2', 'b7', 'sent', '2026-09-05 10:00+00', 'voice');
-select from pg_temp.act('b7/booked_again', 'b7', 'meeting_booked', '2026-09-05 12:00+00');
-select is(pg_temp.converted_at('b7'), '2026-09-05 12:00+00'::timestamptz, 'B: re-conversion by a new booking sets its time');
+-- Rule: re-conversion re-marks: a new booking after un-conversion converts at
+-- its own time. The un-conversion (at now()) overrules bookings stamped before
+-- it, whenever they arrive: a late booking stamped 2026-09-05 converts nothing.
+select from pg_temp.act('b7/booked_late', 'b7', 'meeting_booked', '2026-09-05 12:00+00');
+select is(pg_temp.converted_at('b7'), null, 'B: a booking stamped before the un-conversion does not re-convert, even recorded after it');
+select from pg_temp.act('b7/t2', 'b7', 'sent', now() + interval '1 day', 'voice');
+select from pg_temp.act('b7/booked_again', 'b7', 'meeting_booked', now() + interval '1 day 2 hours');
+select is(pg_temp.converted_at('b7'), now() + interval '1 day 2 hours', 'B: re-conversion by a new booking sets its time');
 select results_eq(
   $$ select * from pg_temp.marked('b7') $$, $$ values ('b7', 'b7/t2') $$,
   'B: re-conversion marks the last touch before the new booking, only'

@@ -32,14 +32,16 @@ select
   )
 from pg_trigger as t
 where t.tgrelid = 'public.leads'::regclass and t.tgname = 'leads_ci_conversion_time_ins';
+-- Bookings are seen by the statement triggers that keep the touches (one call
+-- a statement, which sees inserts, updates and deletes alike; issue 13).
 select
   matches(
     pg_get_triggerdef(t.oid),
-    'AFTER INSERT ON public\.activities FOR EACH ROW WHEN \(ci_private\.is_conversion_action\(new\.action\)\)',
-    'activities_ci_record_conversion: AFTER INSERT, only for booking actions'
+    'AFTER INSERT ON public\.activities REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT',
+    'activities_ci_lead_touches_ins: AFTER INSERT, once a statement, sees bookings too'
   )
 from pg_trigger as t
-where t.tgrelid = 'public.activities'::regclass and t.tgname = 'activities_ci_record_conversion';
+where t.tgrelid = 'public.activities'::regclass and t.tgname = 'activities_ci_lead_touches_ins';
 select is_empty(
   $$ select t.tgname from pg_trigger as t
      where t.tgrelid in ('public.leads'::regclass, 'public.activities'::regclass)
@@ -76,7 +78,9 @@ language sql stable as $$
     'ci_private.leads_conversion_time()'::regprocedure,
     'ci_private.leads_mark_converting_touch()'::regprocedure,
     'ci_private.activities_record_conversion()'::regprocedure,
-    'ci_private.mark_converting_touch(uuid)'::regprocedure
+    'ci_private.mark_converting_touch(uuid)'::regprocedure,
+    'ci_private.remark_leads(uuid[], uuid)'::regprocedure,
+    'ci_private.derive_conversions(uuid[], boolean, uuid)'::regprocedure
   ]) as f (oid)
 $$;
 
@@ -123,7 +127,7 @@ select is(
 update public.leads set status = 'converted'
 where client_id = current_setting('t.client')::uuid;
 select is(
-  pg_stat_get_xact_function_calls('ci_private.mark_converting_touch(uuid)'::regprocedure), 200::bigint,
+  pg_stat_get_xact_function_calls('ci_private.remark_leads(uuid[], uuid)'::regprocedure), 200::bigint,
   'a conversion does: once per converted lead'
 );
 select is(
@@ -146,8 +150,8 @@ from public.leads as l
 where l.client_id = current_setting('t.client')::uuid
 order by l.id limit 10;
 select is(
-  pg_stat_get_xact_function_calls('ci_private.activities_record_conversion()'::regprocedure), 10::bigint,
-  'a booking activity calls the activity trigger once per row'
+  pg_stat_get_xact_function_calls('ci_private.derive_conversions(uuid[], boolean, uuid)'::regprocedure), 1::bigint,
+  'ten booking activities in one statement re-derive their leads once'
 );
 
 select * from finish();

@@ -1,0 +1,72 @@
+-- Scores follow what they depend on (issue 13): a change of a client's ICP or
+-- learned weights rescores its leads, set-based: at once for a small client,
+-- queued for the next refresh (or ci_private.rescore_pending) for a large one.
+begin;
+select plan(8);
+
+insert into public.clients (id, name, icp_industries)
+values ('00000000-0000-0000-0000-00000000d061', 'icp small', '{SaaS}');
+insert into public.leads (client_id, status, title, organization_industry)
+select '00000000-0000-0000-0000-00000000d061', 'in_sequence', 'CEO', x.industry
+from (values ('Fintech'), ('Fintech'), ('SaaS')) as x (industry);
+
+select results_eq(
+  $$ select l.organization_industry, l.als_company_fit from public.leads as l
+     where l.client_id = '00000000-0000-0000-0000-00000000d061' order by 1, 2 $$,
+  $$ values ('Fintech', 0), ('Fintech', 0), ('SaaS', 10) $$,
+  'before: the ICP industry scores'
+);
+update public.clients set icp_industries = '{Fintech}' where id = '00000000-0000-0000-0000-00000000d061';
+select results_eq(
+  $$ select l.organization_industry, l.als_company_fit from public.leads as l
+     where l.client_id = '00000000-0000-0000-0000-00000000d061' order by 1, 2 $$,
+  $$ values ('Fintech', 10), ('Fintech', 10), ('SaaS', 0) $$,
+  'an ICP change rescores every lead of a small client at once'
+);
+update public.clients set als_learned_weights = '{"data_quality": 0.05, "authority": 0.50, "company_fit": 0.15, "timing": 0.15}'
+where id = '00000000-0000-0000-0000-00000000d061';
+select is(
+  (select count(*)::int from public.leads as l
+   where l.client_id = '00000000-0000-0000-0000-00000000d061' and (l.als_weights_used ->> 'authority')::numeric = 0.50),
+  3,
+  'new learned weights rescore every lead with them'
+);
+
+-- A large client (the inline limit set to 1 lead here): queued, not rescored in the client's update.
+update ci_private.settings set value = '1' where key = 'rescore_inline_max';
+insert into public.clients (id, name, icp_industries)
+values ('00000000-0000-0000-0000-00000000e061', 'icp large', '{SaaS}');
+insert into public.leads (client_id, status, title, organization_industry)
+select '00000000-0000-0000-0000-00000000e061', 'in_sequence', 'CEO', 'Fintech' from generate_series(1, 3);
+update public.clients set icp_industries = '{Fintech}' where id = '00000000-0000-0000-0000-00000000e061';
+select is(
+  (select count(*)::int from public.leads as l
+   where l.client_id = '00000000-0000-0000-0000-00000000e061' and l.als_company_fit = 0),
+  3,
+  'a large client''s leads are not rescored inside the host''s update'
+);
+select is(
+  (select count(*)::int from ci_private.als_rescore_queue as q where q.client_id = '00000000-0000-0000-0000-00000000e061'),
+  1,
+  '... it is queued'
+);
+insert into public.leads (client_id, status, title, organization_industry)
+values ('00000000-0000-0000-0000-00000000e061', 'in_sequence', 'CEO', 'Fintech');
+select is(
+  (select max(l.als_company_fit) from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000e061'),
+  10,
+  'a lead written after the change is scored with the new ICP at once'
+);
+select is(ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000e061'), 4,
+  'the refresh''s rescore_if_pending rescores the queued client''s leads in one statement');
+select results_eq(
+  $$ select (select count(*)::int from public.leads as l
+             where l.client_id = '00000000-0000-0000-0000-00000000e061' and l.als_company_fit = 10),
+            (select count(*)::int from ci_private.als_rescore_queue as q
+             where q.client_id = '00000000-0000-0000-0000-00000000e061') $$,
+  $$ values (4, 0) $$,
+  '... every lead now follows the new ICP, and the client has left the queue'
+);
+
+select * from finish();
+rollback;
