@@ -173,3 +173,30 @@ def test_client_of_its_own(conn: psycopg.Connection[Any]) -> None:
     assert b["adjusted_lift"] == pytest.approx(1.0, abs=0.01), "its position predicts every booking"
     assert b["significance"] == "none" and row[0]["subject_patterns"]["winning"] == []
     assert b["adjusted_lift_ci"][0] < 1 < b["adjusted_lift_ci"][1]
+
+
+def test_generator_real_data_shapes(conn: psycopg.Connection[Any]) -> None:
+    """Unique rendered bodies, a constant component and uncontacted leads, as the options say."""
+    cfg = GeneratorConfig(seed=17, leads_per_client=500, unique_bodies=True,
+                          constant_components=frozenset({"data_quality"}), uncontacted_leads=40,
+                          client_name_prefix="issue 14 shapes")
+    client = generate(conn, cfg).client_ids[0]
+    row = conn.execute(
+        """
+        select
+          (select count(*) from public.leads as l where l.client_id = %(c)s and l.status = 'bounced'
+             and not exists (select 1 from public.activities as a where a.lead_id = l.id)),
+          (select count(*) from public.activities as a where a.client_id = %(c)s
+             and a.content_snapshot ->> 'body' is not null and not a.content_snapshot ? 'derived'),
+          (select count(distinct a.content_snapshot ->> 'body') from public.activities as a
+             where a.client_id = %(c)s and a.content_snapshot ->> 'body' is not null
+               and not a.content_snapshot ? 'derived'),
+          (select count(distinct l.als_data_quality) from public.leads as l where l.client_id = %(c)s
+             and l.deleted_at is null and l.title <> 'Operations Analyst')
+        """, {"c": client},
+    ).fetchone()
+    assert row is not None
+    uncontacted, bodies, distinct_bodies, dq_values = row
+    assert uncontacted >= 40
+    assert bodies > 500 and distinct_bodies == bodies, "every rendered body (the engine's own snapshots) is its own"
+    assert dq_values == 1, "data quality does not vary"

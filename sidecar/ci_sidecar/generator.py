@@ -666,7 +666,7 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
                 text = _fill(body, fn, company, pain) if body else None
                 if cfg.unique_bodies and text:
                     # Rendered per lead, as engines that write each message send them.
-                    text = f"{text} We last spoke about {company} on {at:%d %B %H:%M}."
+                    text = f"{text} We last spoke about {company} on {at:%d %B} (note {j + 1})."
                     body = text
                 perso = {
                     "company_mention": bool(template and "{company}" in template) or ch != "voice",
