@@ -176,7 +176,7 @@ def test_score_quality_auc_matches_scipy_and_leaves_out_outcome_risk(conn: Conn)
     )
     view = conn.execute(
         "select auc, stored_score_auc, top20_lift, stored_score_top20_lift, score_basis"
-        " from public.conversion_score_quality where client_id = %s", (client,),
+        " from public.conversion_score_discrimination where client_id = %s", (client,),
     ).fetchone()
     assert view is not None
     auc, stored_auc, lift, stored_lift, basis = view

@@ -1,16 +1,20 @@
 -- Score quality without the outcome's own risk points (issue 14). Redefines
--- the view public.conversion_score_quality (metrics migration).
+-- the view public.conversion_score_quality (metrics migration) and adds
+-- public.conversion_score_discrimination.
 -- The stored ALS score deducts risk for a bounce (10) and an unsubscribe (15):
 -- points that record the outcome itself (a bounced or unsubscribed lead is a
 -- failed lead), so ranking leads by it and measuring how well it finds the
 -- bookers flatters it (one real set: AUC 0.676 reported, 0.624 without the
--- leak). The view now scores every lead with its stored components and the
+-- leak). Both views score every lead with its stored components and the
 -- weights it was scored with, risk counting only its title (a junior title, 5
--- points), and measures that score: the top 20%'s booking rate and lift and
--- the AUC (ties count one half). The stored score's own top-20% lift and AUC
--- stay alongside, named as such; score_basis says which score is measured.
+-- points), and measure that score. conversion_score_quality keeps its columns
+-- (a view's columns cannot change under a re-run of the metrics migration):
+-- the top 20%'s booking rate and lift, now on that score.
+-- conversion_score_discrimination adds the AUC (ties count one half), says
+-- which score is measured (score_basis), and puts the stored score's own
+-- top-20% lift and AUC alongside for comparison.
 
-create or replace view public.conversion_score_quality
+create or replace view public.conversion_score_discrimination
 with (security_invoker = on) as
 with scored as (
   select
@@ -105,5 +109,26 @@ left join auc as a on r.client_id = a.client_id
 left join stored_auc as sa on r.client_id = sa.client_id
 group by r.client_id;
 
+-- The columns the metrics migration gave it, on the score without the leak.
+create or replace view public.conversion_score_quality
+with (security_invoker = on) as
+select
+  d.client_id,
+  d.leads_with_outcome,
+  d.booking_rate,
+  d.top20_booking_rate,
+  d.top20_lift
+from public.conversion_score_discrimination as d;
+
+comment on view public.conversion_score_quality is
+'Per client, over leads with an outcome: booking rate of the top 20% by the ALS score without outcome-derived '
+'risk (stored components and weights, risk from the title only), against the client''s rate. '
+'AUC and the stored score''s own figures: conversion_score_discrimination.';
+comment on view public.conversion_score_discrimination is
+'Per client, over leads with an outcome: top-20% booking rate and lift and AUC of the ALS score without '
+'outcome-derived risk (score_basis), with the stored score''s top-20% lift and AUC for comparison.';
+
+revoke all on public.conversion_score_discrimination from anon;
 revoke all on public.conversion_score_quality from anon;
+grant select on public.conversion_score_discrimination to authenticated, service_role;
 grant select on public.conversion_score_quality to authenticated, service_role;
