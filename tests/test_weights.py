@@ -207,8 +207,8 @@ def _decide(**overrides: Any) -> WeightDecision:
     [
         ({"converted": np.ones(600)}, "every lead converted"),
         ({"converted": np.zeros(600)}, "every lead failed"),
-        ({"components": np.column_stack([np.full(600, 8.0), np.arange(600) % 25, np.arange(600) % 20,
-                                          np.arange(600) % 15])}, "component data_quality is constant"),
+        ({"components": np.column_stack([np.full(600, 8.0), np.full(600, 5.0), np.full(600, 10.0),
+                                          np.arange(600) % 15])}, "fewer than two components vary"),
         ({"components": np.full((600, 4), np.nan)}, "non-finite values in components"),
         ({"risk": np.full(600, np.inf)}, "non-finite values in risk"),
         ({"components": np.zeros((0, 4)), "risk": np.zeros(0), "converted": np.zeros(0)}, "no outcomes"),
@@ -331,3 +331,36 @@ def test_module_runs_under_the_database_servers_python() -> None:
     result = json.loads(out.stdout)
     assert result["applied"] is True
     assert feasible(result["w"])
+
+
+# --- constant components (issue 14) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("constant", ["data_quality", "timing", "data_quality+timing"])
+def test_constant_components_are_held_and_the_others_learn(constant: str) -> None:
+    """A component with no variance (every lead has the same contact data) is normal in a client's
+    data: it is held at its weight in force, the others are fitted (still summing to 0.85 within the
+    bounds), and the decision says which were held. Before issue 14 the fit refused outright."""
+    x, risk, y = synthetic(21, 6000, (0.0, 3.0, 0.2, 0.2))
+    names = constant.split("+")
+    for name in names:
+        x[:, KEYS.index(name)] = 8.0
+    current = {"data_quality": 0.20, "authority": 0.20, "company_fit": 0.30, "timing": 0.15}
+    d = decide_weights(x, risk, y, current, confidence=1.0)
+    assert d.held_components == names and d.to_json()["held_components"] == names
+    assert d.auc_current is not None, f"the held-out comparison ran: {d.reason}"
+    assert d.applied, d.reason
+    for name in names:
+        assert d.new_weights[name] == current[name], "held exactly at the weight in force"
+        assert d.fitted_weights is not None and d.fitted_weights[name] == current[name]
+    assert is_feasible(vec(d.new_weights))
+    assert d.new_weights["authority"] > current["authority"], "the varying component with the signal gains"
+
+
+def test_held_projection_keeps_held_weights_exactly() -> None:
+    held = np.array([True, False, False, True])
+    w = project_weights(np.array([0.2, 0.9, -0.3, 0.15]), held)
+    assert w[0] == 0.2 and w[3] == 0.15 and is_feasible(w)
+    step = bounded_step(np.array([0.2, 0.25, 0.25, 0.15]), np.array([0.45, 0.40, 0.10, 0.05]), 0.05, held)
+    assert step[0] == 0.2 and step[3] == 0.15 and is_feasible(step)
+    assert step[1] == pytest.approx(0.30) and step[2] == pytest.approx(0.20)

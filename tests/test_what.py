@@ -55,8 +55,12 @@ def test_rankings_carry_the_shared_statistics(what: dict[str, Any]) -> None:
         assert {"conversions", "sample", "conversion_rate", "smoothed_rate", "ci_low", "ci_high", "lift",
                 "significance"} <= set(row)
         assert row["ci_low"] <= row["conversion_rate"] <= row["ci_high"]
-    rates = [r["smoothed_rate"] for r in what["angles"]["rankings"]]
-    assert rates == sorted(rates, reverse=True)
+    # Ranked by the position-adjusted figure (issue 14), not the raw smoothed rate.
+    lifts = [r["smoothed_adjusted_lift"] for r in what["angles"]["rankings"]]
+    assert lifts == sorted(lifts, reverse=True)
+    for row in what["angles"]["rankings"]:
+        low, high = row["adjusted_lift_ci"]
+        assert low <= row["adjusted_lift"] <= high and row["expected_bookings"] > 0
     assert what["personalization_lift"]["recent_news"] > 1.2
 
 

@@ -85,7 +85,9 @@ def test_kaplan_meier_counts_open_leads_as_censored(when: dict[str, Any]) -> Non
 
 def test_kaplan_meier_by_hand(conn: Conn) -> None:
     """10 leads booked on days 1..10 after their first touch, 20 failed, 30 still open after 3 days:
-    the open leads leave the risk set after day 3, the failed ones never do."""
+    the open leads leave the risk set after day 3, the failed ones never do. (Bookings are set at
+    exactly i days after the first touch: Kaplan-Meier reads exact times, so a booking a few
+    milliseconds after day 7 would fall after the day-7 horizon.)"""
     client = conn.execute(
         "insert into public.clients (name, timezone) values ('issue 4 km', 'UTC') returning id"
     ).fetchone()
@@ -108,8 +110,10 @@ def test_kaplan_meier_by_hand(conn: Conn) -> None:
         """
         update public.leads as l
         set status = case when x.i <= 10 then 'converted' else 'dead' end::public.lead_status,
-            converted_at = case when x.i <= 10 then now() - interval '60 days' + x.i * interval '1 day' end
-        from (select id, substring(first_name from 6)::int as i from public.leads where client_id = %(c)s) as x
+            converted_at = case when x.i <= 10 then x.first_touch + x.i * interval '1 day' end
+        from (select l2.id, substring(l2.first_name from 6)::int as i, a.created_at as first_touch
+              from public.leads as l2 inner join public.activities as a on a.lead_id = l2.id
+              where l2.client_id = %(c)s) as x
         where l.id = x.id and x.i <= 30
         """,
         {"c": client[0]},

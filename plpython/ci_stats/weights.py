@@ -31,9 +31,16 @@ Before new weights are proposed:
   re-projection is needed beyond removing rounding error. Repeated refreshes on
   the same data converge to the (penalised) optimum instead of jumping.
 
-Degenerate input (empty, all or no conversions, a constant component,
-non-finite values, mismatched shapes) gives a decision with ``applied=False``
-and the reason; nothing here raises on data.
+A component that does not vary in the client's data (every lead has the same
+contact data, say) carries no information about its weight: it is held at its
+weight in force, and the others are fitted under the same constraints (they
+sum to 0.85 minus the held weights, each within the bounds); the decision
+lists them in ``held_components``. Only when fewer than two components vary is
+there nothing to fit.
+
+Degenerate input (empty, all or no conversions, fewer than two varying
+components, non-finite values, mismatched shapes) gives a decision with
+``applied=False`` and the reason; nothing here raises on data.
 
 Plain numpy + scipy, compatible with numpy 1.24 and scipy 1.10 (the database
 server's Debian Python).
@@ -146,6 +153,7 @@ class WeightDecision:
     intercept: float | None = None
     scale: float | None = None
     warnings: list[str] = field(default_factory=list)
+    held_components: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (floats rounded for reading; weights kept exact)."""
@@ -173,6 +181,7 @@ class WeightDecision:
             "intercept": r(self.intercept),
             "scale": r(self.scale),
             "warnings": list(self.warnings),
+            "held_components": list(self.held_components),
             "method": "logistic(intercept + scale * score), L2 toward weights in force, SLSQP; k-fold AUC",
         }
 
@@ -201,20 +210,30 @@ def _weights_vector(weights: Mapping[str, Any] | Sequence[float] | None) -> Floa
     return arr
 
 
-def project_weights(v: FloatArray) -> FloatArray:
-    """Euclidean projection onto {sum = 0.85, 0.05 <= w <= 0.50} (bisection on the shift)."""
+def project_weights(v: FloatArray, held: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    """Euclidean projection onto {sum = 0.85, 0.05 <= w <= 0.50} (bisection on the shift).
+
+    With held (a mask), the held weights keep their values exactly and the others are
+    projected onto {sum = 0.85 - held ones, bounds}."""
     v = np.asarray(v, dtype=np.float64)
-    lo, hi = float(np.min(v)) - WEIGHT_HIGH, float(np.max(v)) - WEIGHT_LOW
+    free = np.ones(v.shape, dtype=np.bool_) if held is None else ~np.asarray(held, dtype=np.bool_)
+    if not np.any(free):
+        return v.copy()
+    target = WEIGHT_SUM - float(np.sum(v[~free]))
+    u = v[free]
+    lo, hi = float(np.min(u)) - WEIGHT_HIGH, float(np.max(u)) - WEIGHT_LOW
     for _ in range(100):
         mid = 0.5 * (lo + hi)
-        if float(np.sum(np.clip(v - mid, WEIGHT_LOW, WEIGHT_HIGH))) > WEIGHT_SUM:
+        if float(np.sum(np.clip(u - mid, WEIGHT_LOW, WEIGHT_HIGH))) > target:
             lo = mid
         else:
             hi = mid
-    w = np.clip(v - 0.5 * (lo + hi), WEIGHT_LOW, WEIGHT_HIGH)
+    wf = np.clip(u - 0.5 * (lo + hi), WEIGHT_LOW, WEIGHT_HIGH)
     # Remove the last rounding error on the weight with most room.
-    room = np.minimum(w - WEIGHT_LOW, WEIGHT_HIGH - w)
-    w[int(np.argmax(room))] += WEIGHT_SUM - float(np.sum(w))
+    room = np.minimum(wf - WEIGHT_LOW, WEIGHT_HIGH - wf)
+    wf[int(np.argmax(room))] += target - float(np.sum(wf))
+    w = v.copy()
+    w[free] = wf
     return w
 
 
@@ -229,12 +248,16 @@ def is_feasible(w: FloatArray, tol: float = 1e-9) -> bool:
     )
 
 
-def bounded_step(current: FloatArray, target: FloatArray, max_step: float) -> FloatArray:
-    """Move from current toward target along the line, no weight by more than max_step."""
+def bounded_step(current: FloatArray, target: FloatArray, max_step: float,
+                 held: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    """Move from current toward target along the line, no weight by more than max_step
+    (held weights stay exactly where they are)."""
     delta = target - current
+    if held is not None:
+        delta = np.where(held, 0.0, delta)
     largest = float(np.max(np.abs(delta)))
     alpha = 1.0 if largest <= max_step or largest == 0.0 else max_step / largest
-    return project_weights(current + alpha * delta)
+    return project_weights(current + alpha * delta, held)
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -259,8 +282,23 @@ def fit_logistic(
     counts: FloatArray,
     prior: FloatArray,
     config: FitConfig,
+    held: npt.NDArray[np.bool_] | None = None,
 ) -> LogisticFit:
-    """Penalised maximum likelihood of sigmoid(b0 + s * (xn @ w + offset)) under the constraints."""
+    """Penalised maximum likelihood of sigmoid(b0 + s * (xn @ w + offset)) under the constraints.
+
+    held: a mask of weights kept at their prior value (components that do not vary); the
+    others are fitted, summing to 0.85 minus the held ones."""
+    hold = np.zeros(4, dtype=np.bool_) if held is None else np.asarray(held, dtype=np.bool_)
+    free = ~hold
+    if int(np.sum(free)) < 2:
+        w_all = prior.copy()
+        return LogisticFit(w_all, 0.0, 0.0, float("nan"), False, "fewer than two components vary")
+    full_prior = prior
+    offset = offset + xn[:, hold] @ prior[hold]
+    xn = xn[:, free]
+    prior = prior[free]
+    free_sum = WEIGHT_SUM - float(np.sum(full_prior[hold]))
+    m = int(np.sum(free))
     total = float(np.sum(counts))
     penalty = 1.0 / (2.0 * config.prior_sd**2 * total)
 
@@ -272,7 +310,7 @@ def fit_logistic(
         loss_i = np.logaddexp(0.0, eta) - y * eta
         loss = float(np.dot(counts, loss_i)) / total + penalty * float(np.sum((w - prior) ** 2))
         g = counts * (_sigmoid(eta) - y) / total
-        grad = np.empty(6)
+        grad = np.empty(2 + m)
         grad[0] = float(np.sum(g))
         grad[1] = float(np.dot(g, z))
         grad[2:] = s * (xn.T @ g) + 2.0 * penalty * (w - prior)
@@ -280,22 +318,26 @@ def fit_logistic(
 
     rate = float(np.clip(np.dot(counts, y) / total, 1e-6, 1 - 1e-6))
     theta0 = np.concatenate([[math.log(rate / (1 - rate)) - 0.5, 1.0], prior])
-    bounds = [(-50.0, 50.0), (0.0, config.max_scale)] + [(WEIGHT_LOW, WEIGHT_HIGH)] * 4
+    bounds = [(-50.0, 50.0), (0.0, config.max_scale)] + [(WEIGHT_LOW, WEIGHT_HIGH)] * m
     constraint = {
         "type": "eq",
-        "fun": lambda t: float(np.sum(t[2:]) - WEIGHT_SUM),
-        "jac": lambda t: np.array([0.0, 0.0, 1.0, 1.0, 1.0, 1.0]),
+        "fun": lambda t: float(np.sum(t[2:]) - free_sum),
+        "jac": lambda t: np.array([0.0, 0.0] + [1.0] * m),
     }
     result = minimize(
         parts, theta0, jac=True, method="SLSQP", bounds=bounds, constraints=[constraint],
         options={"maxiter": 500, "ftol": 1e-10},
     )
     theta = np.asarray(result.x, dtype=np.float64)
-    w = project_weights(theta[2:]) if not is_feasible(theta[2:], 1e-7) else theta[2:].copy()
-    if not is_feasible(w):
-        w = project_weights(w)
-    loss, _ = parts(np.concatenate([theta[:2], w]))
-    return LogisticFit(w, float(theta[0]), float(theta[1]), loss, bool(result.success), str(result.message))
+    w_full = full_prior.copy()
+    w_full[free] = theta[2:]
+    if not is_feasible(w_full, 1e-7):
+        w_full = project_weights(w_full, hold)
+    if not is_feasible(w_full):
+        w_full = project_weights(w_full, hold)
+    loss, _ = parts(np.concatenate([theta[:2], w_full[free]]))
+    return LogisticFit(w_full, float(theta[0]), float(theta[1]), loss, bool(result.success),
+                       str(result.message))
 
 
 def weighted_auc(score: FloatArray, y: FloatArray, counts: FloatArray) -> float | None:
@@ -425,10 +467,16 @@ def decide_weights(
     if conf < cfg.min_confidence:
         return _not_applied(f"confidence too low: {conf} < {cfg.min_confidence}", n, conversions, conf, k,
                             old, warnings)
-    for j, key in enumerate(KEYS):
-        if float(np.ptp(x[:, j])) == 0.0:
-            return _not_applied(f"degenerate input: component {key} is constant", n, conversions, conf, k,
-                                old, warnings)
+    # Components that do not vary are held at their weight in force; the others are fitted.
+    held = np.array([float(np.ptp(x[:, j])) == 0.0 for j in range(4)], dtype=np.bool_)
+    held_names = [key for key, h in zip(KEYS, held) if h]
+    if int(np.sum(~held)) < 2:
+        decision = _not_applied(
+            f"degenerate input: fewer than two components vary (constant: {', '.join(held_names)})",
+            n, conversions, conf, k, old, warnings)
+        return WeightDecision(**{**decision.__dict__, "held_components": held_names})
+    if held_names:
+        warnings.append(f"held at their weight in force (constant in the data): {', '.join(held_names)}")
 
     xn, offset = _score_parts(x, r)
 
@@ -445,8 +493,8 @@ def decide_weights(
         y_tr = y[train]
         if float(np.dot(c_tr[train], y_tr)) <= 0 or float(np.dot(c_tr[train], 1 - y_tr)) <= 0:
             continue
-        fit = fit_logistic(xn[train], offset[train], y_tr, c_tr[train], old, cfg)
-        cand = bounded_step(old, fit.weights, cfg.max_step)
+        fit = fit_logistic(xn[train], offset[train], y_tr, c_tr[train], old, cfg, held)
+        cand = bounded_step(old, fit.weights, cfg.max_step, held)
         a_old = weighted_auc(xn[test] @ old + offset[test], y[test], c_te[test])
         a_new = weighted_auc(xn[test] @ cand + offset[test], y[test], c_te[test])
         if a_old is None or a_new is None:
@@ -455,8 +503,8 @@ def decide_weights(
         aucs_new.append(a_new)
         gains.append(a_new - a_old)
 
-    full = fit_logistic(xn, offset, y, c, old, cfg)
-    candidate = bounded_step(old, full.weights, cfg.max_step)
+    full = fit_logistic(xn, offset, y, c, old, cfg, held)
+    candidate = bounded_step(old, full.weights, cfg.max_step, held)
     if not full.converged:
         warnings.append(f"optimizer: {full.message}")
     for key, value in zip(KEYS, candidate):
@@ -468,6 +516,7 @@ def decide_weights(
         "old_weights": _as_dict(old), "candidate_weights": _as_dict(candidate),
         "fitted_weights": _as_dict(full.weights),
         "intercept": full.intercept, "scale": full.scale, "fold_gains": gains,
+        "held_components": held_names,
     }
     if len(gains) < 2:
         return WeightDecision(applied=False, reason="out-of-sample check impossible: fewer than 2 usable folds",

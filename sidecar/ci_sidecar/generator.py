@@ -132,6 +132,22 @@ class GeneratorConfig:
     # same seed twice into one database never collides).
     id_salt: int | None = None
     progress: Callable[[str], None] | None = None
+    # Shapes of real outbound data (all off by default: the demo's history is unchanged).
+    # step_templates: every step of a sequence sends its own small pool of templates
+    # (subject, pain point, CTA, angle, length: STEP_POOLS), as real sequences do, so
+    # content is confounded with the step; step_weekdays: step j is sent on local weekday
+    # step_weekdays[j] (Monday = 0), the next such day after the previous touch;
+    # unique_bodies: bodies rendered per lead (a sentence of their own), so every
+    # snapshot's body is distinct; constant_components: ALS components that do not vary
+    # in the client's data ("data_quality": every lead has the same contact data;
+    # "timing": no hiring, funding or new role); uncontacted_leads: leads added with
+    # status bounced and no outbound touch at all (a bounced import), with title
+    # UNCONTACTED_TITLE.
+    step_templates: bool = False
+    step_weekdays: tuple[int, ...] | None = None
+    unique_bodies: bool = False
+    constant_components: frozenset[str] = frozenset()
+    uncontacted_leads: int = 0
 
 
 @dataclass(frozen=True)
@@ -223,6 +239,26 @@ ANGLES: dict[str, str] = {
     "fear_based": "you may be missing out and at risk",
     "value_add": "a complimentary assessment",
 }
+# Step-bound templates (GeneratorConfig.step_templates): the pools of step 1..6, two
+# variants of each element per step (an A/B test inside the step). The planted subject,
+# pain point, CTA and angle each sit in one step's pool next to a neutral variant, so a
+# content effect is identifiable within its step; the step-3 templates ("Quick question",
+# "Thought for {company}") belong to step 3 only.
+STEP_POOLS: list[dict[str, list[Any]]] = [
+    {"subject": [4, 3], "pain": ["leads", "revenue"], "cta": ["open to a quick chat", "let me know"],
+     "angle": ["value_add", "curiosity"], "words": [140, 170]},
+    {"subject": [0, 7], "pain": ["scaling", "time"], "cta": ["quick call", "happy to share"],
+     "angle": ["social_proof", "value_add"], "words": [70, 120]},
+    {"subject": [1, 5], "pain": ["cost", "quality"], "cta": ["book a time", "interested in learning"],
+     "angle": ["curiosity", "fear_based"], "words": [45, 60]},
+    {"subject": [2, 6], "pain": ["competition", "leads"], "cta": ["worth 15 minutes", "schedule a call"],
+     "angle": ["value_add", "social_proof"], "words": [110, 130]},
+    {"subject": [3, 7], "pain": ["revenue", "time"], "cta": ["free audit", "let me know"],
+     "angle": ["roi_focused", "curiosity"], "words": [80, 100]},
+    {"subject": [6, 2], "pain": ["quality", "cost"], "cta": ["happy to share", "quick call"],
+     "angle": ["fear_based", "social_proof"], "words": [30, 40]},
+]
+UNCONTACTED_TITLE = "Operations Analyst"
 # Neutral words: none of them is a keyword of any dictionary.
 FILLER = ["we", "work", "with", "firms", "in", "your", "area", "on", "a", "simple", "plan", "that", "fits", "how", "you", "run", "things", "today", "and", "keeps", "the", "work", "light", "for", "you", "and", "your", "staff", "so", "nothing", "changes", "on", "your", "side"]
 
@@ -363,6 +399,12 @@ def _simulate_client(rng: np.random.Generator, id_rng: np.random.Generator, cfg:
     move = weekend & (rng.random((n, k)) < 0.85)
     local_day = local_day + np.where(move, 7 - weekday, 0)
     local_day = np.maximum.accumulate(local_day, axis=1)
+    if cfg.step_weekdays:
+        # Step j on its fixed local weekday: the first such day after the previous touch.
+        for j in range(k):
+            target = cfg.step_weekdays[j % len(cfg.step_weekdays)]
+            day = local_day[:, j] if j == 0 else np.maximum(local_day[:, j], local_day[:, j - 1] + 1)
+            local_day[:, j] = day + (target - (day + 3) % 7) % 7
     weekday = (local_day + 3) % 7
     hour = rng.choice(np.arange(7, 19), size=(n, k),
                       p=np.array([2, 8, 10, 10, 9, 6, 8, 9, 9, 8, 6, 3], dtype=float) / 88)
@@ -378,6 +420,24 @@ def _simulate_client(rng: np.random.Generator, id_rng: np.random.Generator, cfg:
     recent_news = rng.random((n, k)) < 0.25
     mutual = (channels == "linkedin") & (rng.random((n, k)) < 0.2)
     industry_specific = rng.random((n, k)) < 0.3
+    if cfg.step_templates:
+        # Each step draws from its own pool (STEP_POOLS): content is bound to the step.
+        variant = rng.integers(0, 2, size=(n, k, 5))
+        pain_names, angle_names = list(PAIN_POINTS), list(ANGLES)
+        for j in range(k):
+            pool = STEP_POOLS[j % len(STEP_POOLS)]
+            subject[:, j] = np.array(pool["subject"])[variant[:, j, 0]]
+            pain[:, j] = np.array([pain_names.index(x) for x in pool["pain"]])[variant[:, j, 1]]
+            cta[:, j] = np.array([CTAS.index(x) for x in pool["cta"]])[variant[:, j, 2]]
+            angle[:, j] = np.array([angle_names.index(x) for x in pool["angle"]])[variant[:, j, 3]]
+            email_words = np.array(pool["words"])[variant[:, j, 4]]
+            words[:, j] = np.where(channels[:, j] == "email", email_words, words[:, j])
+    if cfg.constant_components and "timing" in cfg.constant_components:
+        hiring = np.zeros(n, dtype=np.bool_)
+        funded_days_before = np.full(n, np.nan)
+        role_days_before = np.full(n, 10 * 365.0)
+        leads.hiring, leads.funded_days_before, leads.role_days_before = (
+            hiring, funded_days_before, role_days_before)
 
     # --- hazard ---
     pl = PLANTED
@@ -538,13 +598,17 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
                     else first_touch - dt.timedelta(days=int(leads.role_days_before[i])))
             emp = None if np.isnan(leads.employees[i]) else int(leads.employees[i])
             created = _epoch_minutes_to_dt((first_touch_day - 3) * 1440 + 600)
+            linkedin = f"https://linkedin.example/in/{fn.lower()}{i}" if i % 3 else None
+            personal = None if i % 5 else f"{fn.lower()}{i}@mail.example"
+            email_ok, phone_ok = bool(i % 4), bool(i % 7 == 0)
+            if "data_quality" in cfg.constant_components:
+                linkedin = f"https://linkedin.example/in/{fn.lower()}{i}"
+                personal, email_ok, phone_ok = None, True, False
             yield (
                 leads.ids[i], client_id, campaign_ids[int(leads.campaign[i])],
                 f"{fn.lower()}.{ln.lower()}{i}@company{index + 1}-{i}.example", f"+1555{i:07d}"[:12],
                 fn, ln, TITLES[int(leads.title[i])], company, f"company{index + 1}-{i}.example",
-                f"https://linkedin.example/in/{fn.lower()}{i}" if i % 3 else None,
-                None if i % 5 else f"{fn.lower()}{i}@mail.example",
-                bool(i % 4), bool(i % 7 == 0), INDUSTRIES[int(leads.industry[i])], emp,
+                linkedin, personal, email_ok, phone_ok, INDUSTRIES[int(leads.industry[i])], emp,
                 COUNTRIES[int(leads.country[i])], bool(leads.hiring[i]), funded, role,
                 1 if status[i] == "bounced" else 0, status[i], leads.lead_zone[i], converted_at[i],
                 created, created, _epoch_minutes_to_dt(anchor_minutes - 60) if leads.deleted[i] else None,
@@ -560,6 +624,20 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
     t0 = time.perf_counter()
     _copy_rows(conn, "leads", lead_cols, lead_rows())
     say(f"  {name}: {n:,} leads copied ({time.perf_counter() - t0:.1f} s)")
+    if cfg.uncontacted_leads:
+        # A bounced import: leads never contacted (no outbound touch), one title.
+        created_at = _epoch_minutes_to_dt(anchor_minutes - 30 * 1440)
+
+        def uncontacted_rows() -> Iterator[Sequence[object]]:
+            for u in range(cfg.uncontacted_leads):
+                yield (
+                    _uuid(id_rng), client_id, campaign_ids[0], f"bounced{u}@import{index + 1}.example", None,
+                    "Pat", "Import", UNCONTACTED_TITLE, f"Imported {index + 1}-{u}", None, None, None, False,
+                    False, INDUSTRIES[u % len(INDUSTRIES)], 20, "US", False, None, None, 1, "bounced", None,
+                    None, created_at, created_at, None,
+                )
+
+        _copy_rows(conn, "leads", lead_cols, uncontacted_rows())
 
     snapshot_draw = rng.random((n, k))
     variant_draw = rng.random((n, k))
@@ -586,6 +664,10 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
                 subject = _fill(template, fn, company, pain) if template else None
                 body = _body(pain, angle, cta, words) if ch != "voice" else None
                 text = _fill(body, fn, company, pain) if body else None
+                if cfg.unique_bodies and text:
+                    # Rendered per lead, as engines that write each message send them.
+                    text = f"{text} We last spoke about {company} on {at:%d %B} (note {j + 1})."
+                    body = text
                 perso = {
                     "company_mention": bool(template and "{company}" in template) or ch != "voice",
                     "recent_news": bool(sim["recent_news"][i, j]),
@@ -644,7 +726,8 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
     conn.execute("analyze public.leads")
     conn.execute("analyze public.activities")
     say(f"  {name}: converting touches marked ({time.perf_counter() - t0:.1f} s)")
-    return ClientSummary(client_id, name, n, activities, converted, failed, opened, marks)
+    return ClientSummary(client_id, name, n + cfg.uncontacted_leads, activities, converted,
+                         failed + cfg.uncontacted_leads, opened, marks)
 
 
 def planned_client_ids(cfg: GeneratorConfig) -> list[uuid.UUID]:

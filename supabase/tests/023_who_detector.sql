@@ -37,34 +37,36 @@ language sql as $$
     ('opened', now() - interval '605 days')) as a (action, at)
 $$;
 
-select pg_temp.leads((select w from ids), 4, 'VP of Marketing', 'converted', true);
-select pg_temp.leads((select w from ids), 4, 'Vice President, Marketing', 'converted', true);
-select pg_temp.leads((select w from ids), 1, 'VP of Marketing', 'not_interested');
-select pg_temp.leads((select w from ids), 1, 'vp,  marketing', 'bounced');
-select pg_temp.leads((select w from ids), 4, 'Engineer', 'converted');
-select pg_temp.leads((select w from ids), 13, 'Engineer', 'dead');
-select pg_temp.leads((select w from ids), 13, 'Engineer', 'unsubscribed');
+-- (Issue 14: segments need 30 leads, as in the other detectors, so the
+-- segments are 30 and 60 leads.)
+select pg_temp.leads((select w from ids), 10, 'VP of Marketing', 'converted', true);
+select pg_temp.leads((select w from ids), 10, 'Vice President, Marketing', 'converted', true);
+select pg_temp.leads((select w from ids), 5, 'VP of Marketing', 'not_interested', true);
+select pg_temp.leads((select w from ids), 5, 'vp,  marketing', 'bounced', true);
+select pg_temp.leads((select w from ids), 7, 'Engineer', 'converted');
+select pg_temp.leads((select w from ids), 26, 'Engineer', 'dead');
+select pg_temp.leads((select w from ids), 27, 'Engineer', 'unsubscribed');
 select pg_temp.leads((select w from ids), 5, 'Engineer', 'in_sequence');
 select pg_temp.leads((select w from ids), 2, 'Engineer', 'converted', false, true);
 
 create temp table who as select public.detect_who_patterns((select w from ids)) as p;
 grant select on who to public;
 
-select is((select (p ->> 'sample_size')::integer from who), 40, 'outcomes only: 40 (open and deleted leads left out)');
-select is((select (p ->> 'conversions')::integer from who), 12, '12 conversions');
+select is((select (p ->> 'sample_size')::integer from who), 90, 'outcomes only: 90 (open and deleted leads left out)');
+select is((select (p ->> 'conversions')::integer from who), 27, '27 conversions');
 select is((select (p ->> 'baseline_rate')::numeric from who), 0.3, 'the client''s rate');
-select is((select (p ->> 'confidence')::numeric from who), 0.12, 'confidence: the seed''s sigmoid at 40 outcomes');
+select is((select (p ->> 'confidence')::numeric from who), 0.42, 'confidence: the seed''s sigmoid at 90 outcomes');
 select is((select p #>> '{title_rankings,0,title}' from who), 'vp marketing', 'titles normalised: the winner');
 select is(
-  (select (p #>> '{title_rankings,0,sample}')::integer from who), 10,
+  (select (p #>> '{title_rankings,0,sample}')::integer from who), 30,
   '"VP of Marketing", "Vice President, Marketing" and "vp,  marketing" are one title'
 );
-select is((select (p #>> '{title_rankings,0,conversions}')::integer from who), 8, 'with its 8 conversions');
+select is((select (p #>> '{title_rankings,0,conversions}')::integer from who), 20, 'with its 20 conversions');
 select is(
-  (select (p #>> '{title_rankings,0,conversion_rate}')::numeric from who), 0.8, 'the raw rate of the title'
+  (select (p #>> '{title_rankings,0,conversion_rate}')::numeric from who), 0.6667, 'the raw rate of the title'
 );
 select ok(
-  (select (p #>> '{title_rankings,0,smoothed_rate}')::numeric < 0.8 from who),
+  (select (p #>> '{title_rankings,0,smoothed_rate}')::numeric < 0.6667 from who),
   'the smoothed rate shrinks toward the client''s rate'
 );
 select is(
@@ -75,12 +77,12 @@ select is(
   (select p #>> '{size_analysis,sweet_spot,range}' from who), '16-30', 'the size band of all of them'
 );
 select is(
-  (select (p #>> '{timing_signals,segments,funded,0,sample}')::integer from who), 8,
+  (select (p #>> '{timing_signals,segments,funded,0,sample}')::integer from who), 30,
   'funded as of the first touch (funding 100 days before it, 700 days before today)'
 );
 select is(
-  (select (p #>> '{timing_signals,funded_lift}')::numeric from who), 8.0,
-  'funded lift = rate with (8/8) / rate without (4/32)'
+  (select (p #>> '{timing_signals,funded_lift}')::numeric from who), 5.71,
+  'funded lift = rate with (20/30) / rate without (7/60)'
 );
 select is((select (p #>> '{timing_signals,hiring_lift}')::numeric from who), 1.0, 'no one hiring: lift 1.0');
 select is(
@@ -173,7 +175,7 @@ select is(
   (ci_private.apply_als_weights((select w from ids),
     '{"data_quality": 0.100004, "authority": 0.349996, "company_fit": 0.25, "timing": 0.15}',
     '{"applied": true, "n": 40}') ->> 'rescored')::integer,
-  45, 'valid weights are applied and the 45 non-deleted leads rescored'
+  95, 'valid weights are applied and the 95 non-deleted leads rescored'
 );
 select results_eq(
   $$select als_learned_weights, als_weights_updated_at = now(), conversion_sample_count
@@ -186,7 +188,7 @@ select is(
    where client_id = (select w from ids) and deleted_at is null
      and als_weights_used = '{"data_quality": 0.1, "authority": 0.35, "company_fit": 0.25, "timing": 0.15}'
      and scored_at = now()),
-  45, 'every non-deleted lead now scored with them'
+  95, 'every non-deleted lead now scored with them'
 );
 select is(
   (select public.detect_who_patterns((select w from ids)) -> 'weights_in_force'),
