@@ -147,7 +147,9 @@ def watch(opts: WatchOptions, log: Callable[[str], None] | None = None) -> Watch
                         for cid in stale_clients(ci, opts.clients):
                             _handle(ci, cid, opts, stats, say)
                     while not stop["flag"] and (deadline is None or time.monotonic() < deadline):
-                        for note in conn.notifies(timeout=0.5):
+                        # The generator holds the connection: collect first, then work on it.
+                        notes = list(conn.notifies(timeout=0.5, stop_after=1))
+                        for note in notes:
                             stats.notifications += 1
                             try:
                                 cid = str(json.loads(note.payload).get("client_id"))
@@ -159,9 +161,6 @@ def watch(opts: WatchOptions, log: Callable[[str], None] | None = None) -> Watch
                             _handle(ci, cid, opts, stats, say)
                             if opts.once:
                                 stop["flag"] = True
-                            break
-                        else:
-                            continue
             except psycopg.OperationalError as exc:
                 if stop["flag"]:
                     break
