@@ -69,6 +69,15 @@ def test_length_not_significant_is_not_advice() -> None:
     assert "87 words" not in _all_text(build_context(_patterns()))
 
 
+def test_significant_length_carries_its_bands_evidence() -> None:
+    patterns = _patterns()
+    patterns["what"]["optimal_length"]["email"] = {
+        "optimal_words": 62, "range_min": 50, "range_max": 74, "significant": True,
+        "distribution": [_ranked("range", "50-74", "above", 35, 959, 0.0365, range_min=50, range_max=74)]}
+    line = next(s.render() for s in build_context(patterns).messaging if s.topic == "length")
+    assert "about 62 words (50-74)" in line and "35 of 959 touches" in line
+
+
 def test_adjusted_figures_are_preferred_when_present() -> None:
     line = next(s.render() for s in build_context(_patterns()).messaging if "scaling" in s.text)
     assert "adjusted lift 1.41x (1.05-1.90)" in line

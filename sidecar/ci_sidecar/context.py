@@ -154,7 +154,7 @@ class Statement:
 
     def render(self) -> str:
         out = self.text
-        if self.evidence is not None:
+        if self.evidence is not None and self.evidence.text():
             out += f" [{self.evidence.text()}]"
         if self.flags:
             out += " (" + ", ".join(self.flags) + ")"
@@ -272,10 +272,18 @@ def _what(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
                 continue
             unit = "characters" if channel == "sms" else "words"
             best = spec.get("optimal_chars") if channel == "sms" else spec.get("optimal_words")
+            # The evidence is the winning band of the distribution (the one the range names).
+            bands = _items(spec.get("distribution"))
+            band = next((b for b in bands if b.get("range_min") == spec.get("range_min")
+                         and b.get("range_max") == spec.get("range_max")), None)
+            if band is None:
+                band = next((b for b in bands if b.get("significance") == "above"), None)
+            if band is None:
+                continue  # nothing to show for it: say nothing
             out.append(Statement("what", "length", "use",
                                  f"{channel.title()} length: about {best} {unit} "
                                  f"({spec.get('range_min')}-{spec.get('range_max')})",
-                                 Evidence.of(spec, "touches"), flags))
+                                 Evidence.of(band, "touches"), flags))
     details = _get(p, "personalization_details")
     if isinstance(details, Mapping):
         for kind in sorted(details):
