@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a Debian machine, idempotently:
 # the PostgreSQL 15 server with plpython3 (numpy, scipy), pg_cron, pgTAP with
-# pg_prove and plpgsql_check from Debian's packages; the Supabase CLI pinned
-# through npm; the project's Python environment in .venv.
+# pg_prove and plpgsql_check from Debian's packages; headless Chromium for the
+# report test; the Supabase CLI pinned through npm; the project's Python environment in .venv.
 # A second run installs nothing and changes nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -13,6 +13,7 @@ APT_PACKAGES=(
   "postgresql-${PG_MAJOR}-pgtap" pgtap libtap-parser-sourcehandler-pgtap-perl
   "postgresql-${PG_MAJOR}-plpgsql-check"
   python3 python3-venv python3-pip nodejs npm util-linux
+  chromium fonts-dejavu-core
 )
 
 sudo_cmd() {

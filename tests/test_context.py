@@ -1,55 +1,143 @@
-"""The agents' context says only what the statistics support (pure Python, no database)."""
+"""The agents' context says only what the patterns back (pure Python, fixed pattern JSON).
+
+Cases: empty, partial (some types missing), stale (skipped, or flagged on request),
+insufficient data, low confidence, junk shapes, the statistics helper's adjusted figures,
+and determinism (the same JSON gives the same text).
+"""
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
-from ci_sidecar.context import build_context
+from ci_sidecar.context import AgentContext, build_context
+
+
+def _ranked(label: str, value: str, sig: str, conv: int, n: int, rate: float, **extra: Any) -> dict[str, Any]:
+    return {label: value, "conversion_rate": rate, "conversions": conv, "sample": n, "ci_low": rate * 0.7,
+            "ci_high": rate * 1.3, "lift": round(rate / 0.1, 2), "significance": sig, **extra}
 
 
 def _patterns() -> dict[str, Any]:
     return {
         "who": {
-            "sample_size": 400, "confidence": 0.9, "stale": False,
+            "sample_size": 400, "confidence": 0.9, "stale": False, "computed_at": "2026-11-30T00:00:00+00:00",
             "title_rankings": [
-                {"title": "vp marketing", "conversion_rate": 0.3, "conversions": 30, "sample": 100,
-                 "ci_low": 0.2, "ci_high": 0.4, "significance": "above"},
-                {"title": "owner", "conversion_rate": 0.6, "conversions": 3, "sample": 5, "significance": "none"},
+                _ranked("title", "vp marketing", "above", 30, 100, 0.3),
+                _ranked("title", "owner", "none", 3, 5, 0.6),
+                _ranked("title", "intern", "below", 1, 90, 0.011),
             ],
+            "size_analysis": {"sweet_spot": {"min": 16, "max": 30, "range": "16-30", "significance": "above",
+                                             "conversion_rate": 0.16, "sample": 619, "lift": 1.46}},
         },
         "what": {
-            "sample_size": 400, "confidence": 0.3, "stale": True, "computed_at": "2026-01-01",
-            "subject_patterns": {"winning": [{"pattern": "Question about {company}", "conversion_rate": 0.05,
-                                              "conversions": 40, "sample": 800}], "losing": []},
-            "ctas": {"effective": []},
+            "sample_size": 400, "confidence": 0.3, "stale": False, "computed_at": "2026-11-30T00:00:00+00:00",
+            "subject_patterns": {"winning": [_ranked("pattern", "Question about {company}", "above", 40, 800, 0.05)],
+                                 "losing": [_ranked("pattern", "{company} and {pain_point}", "below", 4, 718, 0.0056)]},
+            "pain_points": {"effective": [_ranked("pain_point", "scaling", "above", 51, 1549, 0.033,
+                                                  adjusted_lift=1.41, adjusted_lift_ci=[1.05, 1.9])],
+                            "ineffective": []},
+            "ctas": {"effective": [], "rankings": [_ranked("cta", "worth 15 minutes", "above", 48, 1239, 0.039)]},
+            "optimal_length": {"email": {"optimal_words": 87, "range_min": 75, "range_max": 99, "significant": False}},
         },
         "when": None,
         "how": {"insufficient_data": True, "sample_size": 12},
     }
 
 
-def test_only_significant_segments_become_advice() -> None:
+def _all_text(ctx: AgentContext) -> str:
+    return "\n".join(ctx.prompts().values())
+
+
+def test_only_significant_segments_become_advice_each_with_its_evidence() -> None:
     ctx = build_context(_patterns())
-    assert any("vp marketing" in line for line in ctx.targeting)
-    assert not any("owner" in line for line in ctx.targeting)
-    assert any("Question about {company}" in line and "40 of 800" in line for line in ctx.messaging)
+    targeting = [s.render() for s in ctx.targeting]
+    assert any("vp marketing" in line and "30 of 100 leads" in line for line in targeting)
+    assert not any("owner" in line for line in targeting)  # significance none: never advice
+    assert any("Deprioritise title 'intern'" in line for line in targeting)
+    assert any("16-30 employees" in line for line in targeting)
+    messaging = [s.render() for s in ctx.messaging]
+    assert any("Question about {company}" in line and "40 of 800 touches" in line for line in messaging)
+    assert any("Avoid the subject line" in line for line in messaging)
+    # Winners lists may be empty while the rankings hold a significant one: read from the rankings.
+    assert any("worth 15 minutes" in line for line in messaging)
+    for s in ctx.statements:
+        assert s.evidence is not None and s.evidence.n is not None, s
 
 
-def test_caveats_for_stale_low_confidence_missing_and_insufficient() -> None:
-    caveats = " ".join(build_context(_patterns()).caveats)
-    assert "WHAT pattern is stale" in caveats
-    assert "WHAT confidence is low" in caveats
+def test_length_not_significant_is_not_advice() -> None:
+    assert "87 words" not in _all_text(build_context(_patterns()))
+
+
+def test_significant_length_carries_its_bands_evidence() -> None:
+    patterns = _patterns()
+    patterns["what"]["optimal_length"]["email"] = {
+        "optimal_words": 62, "range_min": 50, "range_max": 74, "significant": True,
+        "distribution": [_ranked("range", "50-74", "above", 35, 959, 0.0365, range_min=50, range_max=74)]}
+    line = next(s.render() for s in build_context(patterns).messaging if s.topic == "length")
+    assert "about 62 words (50-74)" in line and "35 of 959 touches" in line
+
+
+def test_adjusted_figures_are_preferred_when_present() -> None:
+    line = next(s.render() for s in build_context(_patterns()).messaging if "scaling" in s.text)
+    assert "adjusted lift 1.41x (1.05-1.90)" in line
+    assert "lift 0.33x" not in line
+
+
+def test_missing_insufficient_and_low_confidence_are_said() -> None:
+    ctx = build_context(_patterns())
+    caveats = " ".join(ctx.caveats)
     assert "No WHEN pattern" in caveats
     assert "HOW: not enough outcomes yet (12)" in caveats
-    assert build_context(_patterns()).sequencing == []
+    assert "WHAT confidence is low (0.30)" in caveats
+    assert ctx.sequencing == []
+    assert all("low confidence" in s.flags for s in ctx.messaging)
+    assert all(s.flags == () for s in ctx.targeting)
+    assert "No WHEN or HOW pattern backs any advice yet" in ctx.sequence_builder().prompt()
+
+
+def test_stale_pattern_is_skipped_unless_asked_then_flagged() -> None:
+    patterns = _patterns()
+    patterns["who"]["stale"] = True
+    ctx = build_context(patterns)
+    assert ctx.targeting == []
+    assert any("WHO pattern is stale" in c and "not used" in c for c in ctx.caveats)
+    flagged = build_context(patterns, include_stale=True)
+    assert flagged.targeting and all("stale" in s.flags for s in flagged.targeting)
+    assert "(stale)" in flagged.targeting[0].render()
 
 
 def test_no_patterns_at_all_says_so() -> None:
-    assert "No conversion patterns yet" in build_context({}).as_text()
+    for empty in ({}, {"who": None, "what": None, "when": None, "how": None}, None):
+        ctx = build_context(empty)
+        assert ctx.statements == []
+        assert "No conversion patterns yet" in ctx.as_text()
+        assert "write from the brief alone" in ctx.prompts()["messaging"]
+
+
+def test_partial_patterns_give_only_their_part() -> None:
+    only_how = {"how": {"sample_size": 300, "confidence": 0.9, "winning_sequences": [
+        {"sequence": ["email", "linkedin"], "booking_probability": 0.2, "sample_size": 120, "conversions": 24,
+         "sample": 200, "conversion_rate": 0.12, "significance": "above"}]}}
+    ctx = build_context(only_how)
+    assert [s.topic for s in ctx.statements] == ["sequence"]
+    assert "email -> linkedin" in ctx.sequence_builder().prompt()
+    assert ctx.messaging_generator().prompt().startswith("No WHAT pattern backs any advice yet")
+
+
+def test_same_json_gives_the_same_text() -> None:
+    a = build_context(_patterns(), client_name="A")
+    b = build_context(copy.deepcopy(_patterns()), client_name="A")
+    assert a.prompts() == b.prompts()
+    assert json.dumps(a.to_json(), sort_keys=True) == json.dumps(b.to_json(), sort_keys=True)
 
 
 def test_junk_shapes_do_not_break_it() -> None:
     junk: dict[str, Any] = {"who": {"sample_size": 50, "title_rankings": "junk"},
-                            "what": {"sample_size": 50, "subject_patterns": [1, 2]}, "when": {"best_days": [None, 3]},
-                            "how": {"winning_sequences": [{"sequence": "email"}]}}
-    text = build_context(junk).as_text()
-    assert isinstance(text, str)
+                            "what": {"sample_size": 50, "subject_patterns": [1, 2], "optimal_length": {"email": 3}},
+                            "when": {"best_days": [None, 3], "converting_touch_distribution": {"touch_1": "x"}},
+                            "how": {"winning_sequences": [{"sequence": "email", "significance": "above"}]}}
+    ctx = build_context(junk)
+    assert isinstance(ctx.as_text(), str)
+    assert ctx.statements == []
+    json.dumps(ctx.to_json())
