@@ -4,7 +4,8 @@
 # From then on that file is never edited: a change comes as a new migration,
 # and tests/test_releases.py fails if a released file changes or disappears,
 # or if a new migration sorts before the last released one.
-#   scripts/release.sh            append the unreleased migrations
+#   scripts/release.sh VERSION    append the unreleased migrations as release VERSION
+#                                 (and the release's last version to supabase/releases.txt)
 #   scripts/release.sh --check    verify the manifest only (sha256sum -c)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -23,4 +24,9 @@ for f in supabase/migrations/*.sql; do
   sha256sum "$f" >>"$manifest"
   added=$((added + 1))
 done
+if ((added > 0)); then
+  [[ -n "${1:-}" ]] || die "name the release: scripts/release.sh VERSION"
+  last="$(tail -1 "$manifest" | sed 's|.*supabase/migrations/||; s|_.*||')"
+  echo "$1 $last" >>supabase/releases.txt
+fi
 log "released: ${added} new migration(s); ${manifest} lists $(wc -l <"$manifest")"

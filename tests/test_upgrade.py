@@ -1,6 +1,7 @@
-"""Upgrading from the previous release gives a fresh install's schema and loses no data.
+"""Upgrading from every earlier release gives a fresh install's schema and loses no data.
 
-The previous release is exactly the files `supabase/released.sha256` lists. The test
+A release is the files `supabase/released.sha256` lists up to its last version
+(`supabase/releases.txt`). The test
 pushes them (with the real Supabase CLI, through scripts/migrate.sh) into a scratch
 database, writes history the way a host does (plain inserts and status changes, then
 a refresh through the public API), pushes the current migrations on top, and checks:
@@ -140,14 +141,35 @@ def scratch(dsn: str) -> Iterator[ScratchFactory]:
         factory.drop_all()
 
 
-@pytest.fixture(scope="module")
-def release_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding exactly the previous release's migrations, checked against the manifest."""
-    root = tmp_path_factory.mktemp("release")
+def releases() -> list[tuple[str, str]]:
+    """(release, last migration version it includes), oldest first (supabase/releases.txt)."""
+    out = []
+    for line in (ROOT / "supabase" / "releases.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, last = line.split()
+            out.append((name, last))
+    return out
+
+
+def test_releases_cover_the_manifest() -> None:
+    listed = sorted(p.name.split("_", 1)[0] for _, p in released())
+    assert releases(), "no release recorded"
+    assert releases()[-1][1] == listed[-1], "the last release must end at the manifest's last file"
+    assert [last for _, last in releases()] == sorted(last for _, last in releases())
+    assert all(last in listed for _, last in releases())
+
+
+@pytest.fixture(scope="module", params=[name for name, _ in releases()])
+def release_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding exactly one release's migrations (those of the manifest up to its last
+    version), checked against the manifest."""
+    last = dict(releases())[request.param]
+    root = tmp_path_factory.mktemp(f"release-{request.param}")
     target = root / "supabase" / "migrations"
     target.mkdir(parents=True)
     for _digest, path in released():
-        shutil.copy2(path, target / path.name)
+        if path.name.split("_", 1)[0] <= last:
+            shutil.copy2(path, target / path.name)
     check = subprocess.run(
         ["sha256sum", "--check", "--quiet", "--strict", str(ROOT / "supabase" / "released.sha256")],
         cwd=ROOT, capture_output=True, text=True, check=False,
@@ -177,7 +199,7 @@ def test_upgrade_from_previous_release_equals_fresh_install(
 
     output = migrate_from(old, ROOT)
     new_files = sorted({p.name for p in (ROOT / "supabase" / "migrations").glob("*.sql")}
-                       - {p.name for _, p in released()})
+                       - {p.name for p in (release_root / "supabase" / "migrations").glob("*.sql")})
     for name in new_files:
         assert f"Applying migration {name}" in output, f"{name} was not applied by the upgrade:\n{output}"
 
