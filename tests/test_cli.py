@@ -113,7 +113,7 @@ def test_unknown_client_exit_4_no_patterns_exit_5_no_access_exit_6_invalid_exit_
         proc = run_ci(dsn, *args)
         assert proc.returncode == 7, (args, proc.stderr)
     bad_weights = run_ci(dsn, "apply-weights", client, "--weights", '{"data_quality": 0.9}')
-    assert bad_weights.returncode == 7 and "invalid ALS weights" in bad_weights.stderr
+    assert bad_weights.returncode == 7 and "weights must have exactly the keys" in bad_weights.stderr
     for proc in (unknown, stranger, anon, bad_weights):
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ci: error: ")
 

@@ -105,5 +105,8 @@ def fit_weights(ci: CiClient, client_id: Id, *, apply: bool = True) -> FitOutcom
     decision, warnings = learning_decision(ci, client_id)
     applied: WeightsResult | None = None
     if apply and decision.get("applied"):
-        applied = ci.apply_learned_weights(client_id, decision["new_weights"], decision)
+        # apply_learned_weights accepts the fit report's own keys only (it refuses unknown
+        # ones); which components were held is kept in the returned decision, not sent.
+        metrics = {k: v for k, v in decision.items() if k != "held_components"}
+        applied = ci.apply_learned_weights(client_id, decision["new_weights"], metrics)
     return FitOutcome(str(client_id), decision, applied, warnings)
