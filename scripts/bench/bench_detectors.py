@@ -29,9 +29,7 @@ and the size of the per-touch relation. Run with the venv's python:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -39,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from benchlib import default_dsn
 from benchmem import Footprint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,16 +165,6 @@ class Timing:
         return min(self.seconds)
 
 
-def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "db.sh"), "url"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
 def bench_client_name(leads: int) -> str:
     return f"bench-detectors-{leads}"
 
@@ -253,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse an existing bench client of this size")
     args = parser.parse_args(argv)
 
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(default_dsn(), autocommit=True) as conn:
         client = find_client(conn, args.leads) if args.reuse else None
         if client is None:
             print(f"generating a client with {args.leads} leads", flush=True)

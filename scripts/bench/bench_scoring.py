@@ -33,7 +33,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from benchlib import default_dsn
 from benchmem import Footprint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,12 +114,6 @@ from public.leads as l
 cross join lateral generate_series(1, 1 + (abs(hashtext(l.id::text)) %% 6)) as k
 where l.client_id = %(client)s and l.id >= %(lo_id)s and l.id < %(hi_id)s
 """
-
-
-def _embedded_url() -> str:
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "db.sh"), "url"], check=True, capture_output=True,
-                         text=True)
-    return out.stdout.strip()
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -291,7 +285,7 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=["rescore", "insert", "who"])
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    dsn = args.dsn or _embedded_url()
+    dsn = args.dsn or default_dsn()
     figures: dict[str, object] = {"leads": args.leads}
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("set jit = off")

@@ -35,7 +35,8 @@ import uuid
 from typing import Any
 
 import psycopg
-from bench_trigger_overhead import Timing, default_dsn
+from bench_trigger_overhead import Timing
+from benchlib import default_dsn
 
 TRIGGERS = ("activities_ci_lead_touches_ins", "activities_ci_lead_touches_upd", "activities_ci_lead_touches_del")
 # Disabled for the single conversions ("table.trigger"; a name that does not

@@ -20,9 +20,7 @@ which honours CI_DB_PORT). The bench client is deleted at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from benchlib import default_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,16 +65,6 @@ class Timing:
 def paired_ratio(on: Timing, off: Timing) -> float:
     """Median of the per-repetition on/off ratios (each pair ran back to back)."""
     return statistics.median(a / b for a, b in zip(on.runs_ms, off.runs_ms))
-
-
-def default_dsn() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "db.sh"), "url"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
 
 
 def create_bench_client(conn: Conn, leads: int) -> uuid.UUID:
