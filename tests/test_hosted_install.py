@@ -90,6 +90,7 @@ def test_every_migration_applied_as_postgres(hosted: dict[str, str]) -> None:
         jobs = conn.execute("select jobname, command, username from cron.job order by jobname").fetchall()
         assert jobs == [
             ("ci-refresh-time-limit", "call ci_jobs.enforce_refresh_time_limit()", "postgres"),
+            ("ci-rescore-pending", "call ci_jobs.rescore_pending()", "postgres"),
             ("ci-trim-cron-run-details", "select ci_private.trim_cron_run_details()", "postgres"),
             ("ci-weekly-refresh", "call ci_jobs.run_scheduled_refresh()", "postgres"),
         ]

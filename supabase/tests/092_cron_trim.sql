@@ -3,7 +3,7 @@
 -- runs left in a running state, older than keep_run_details, never another
 -- job's. Skipped where pg_cron is not installed in this database.
 begin;
-select plan(7);
+select plan(8);
 
 create function pg_temp.has_cron() returns boolean language sql as $$
   select pg_catalog.to_regclass('cron.job_run_details') is not null
@@ -24,6 +24,9 @@ begin
   return next is(
     (select command from cron.job where jobname = 'ci-refresh-time-limit'),
     'call ci_jobs.enforce_refresh_time_limit()', 'the time-limit watchdog CALLs its procedure');
+  return next is(
+    (select command from cron.job where jobname = 'ci-rescore-pending'),
+    'call ci_jobs.rescore_pending()', 'the rescore job CALLs its procedure');
 
   select jobid into v_layer from cron.job where jobname = 'ci-weekly-refresh';
   select cron.schedule('ci-test-host-job', '0 0 1 1 *', 'select 1') into v_host;
@@ -52,7 +55,7 @@ end
 $$;
 
 select * from pg_temp.cron_checks() where pg_temp.has_cron();
-select skip('pg_cron is not installed in this database', 7) where not pg_temp.has_cron();
+select skip('pg_cron is not installed in this database', 8) where not pg_temp.has_cron();
 
 select * from finish();
 rollback;
