@@ -144,7 +144,76 @@ declare
   v_marked uuid [];
   v_remark uuid [];
   v_keys integer [];
+  v_one record;
+  v_done integer;
 begin
+  -- One row inserted (a single send, an open): the common case, kept to two
+  -- short statements when it is an outbound touch of a lead that is not
+  -- converted, no booking and no mark, and later than the lead's kept
+  -- touches: the touch is appended to the lead's rows (its previous last row
+  -- locked and updated, one row inserted) instead of re-numbering the lead.
+  -- Anything else (and a concurrent writer of the lead, seen as a changed
+  -- last row or a taken position) takes the general path below.
+  if tg_op = 'INSERT' then
+    select
+      r.client_id, r.lead_id, r.id, r.created_at, r.led_to_booking,
+      ci_private.channel_code(r.channel) as channel,
+      ci_private.is_outbound_action(r.action) as outbound,
+      ci_private.is_conversion_action(r.action) as booking,
+      (select count(*) from changed_rows as c) as n,
+      exists (select 1 from public.leads as l where l.id = r.lead_id and l.status::text = 'converted') as converted
+    into v_one
+    from changed_rows as r
+    limit 1;
+    if v_one.n = 1 and not v_one.booking and not coalesce(v_one.led_to_booking, false) then
+      if not v_one.outbound then
+        return null;
+      end if;
+      if v_one.channel is null or not isfinite(v_one.created_at) then
+        return null;  -- not kept: the lead's rows do not change
+      end if;
+      if not v_one.converted then
+        perform pg_catalog.pg_advisory_xact_lock_shared(
+          pg_catalog.hashtext('ci_lead_touches'), pg_catalog.hashtext(v_one.client_id::text)
+        );
+        with prev as (
+          update ci_private.lead_touches as t
+          set is_last = false
+          where t.client_id = v_one.client_id and t.lead_id = v_one.lead_id and t.is_last
+            and (t.created_at, t.touch_id) < (v_one.created_at, v_one.id)
+          returning t.touch_no, t.created_at, t.channel_mask, t.sequence_code
+        ),
+
+        added as (
+          insert into ci_private.lead_touches (
+            client_id, lead_id, touch_no, touch_id, created_at, channel, gap_days, channel_mask, sequence_code,
+            content_key, led_to_booking, is_last
+          )
+          select
+            v_one.client_id, v_one.lead_id, coalesce(p.touch_no, 0) + 1, v_one.id, v_one.created_at, v_one.channel,
+            (date_part('epoch', v_one.created_at - p.created_at) / 86400)::real,
+            (coalesce(p.channel_mask, 0) | (1 << (v_one.channel - 1)))::smallint,
+            coalesce(p.sequence_code, 0)
+            | case when coalesce(p.touch_no, 0) < 10 then v_one.channel::integer << (3 * coalesce(p.touch_no, 0)) else 0 end,
+            null, false, true
+          from (select 1) as one
+          left join prev as p on true
+          where p.touch_no is not null
+            or not exists (
+              select 1 from ci_private.lead_touches as t where t.client_id = v_one.client_id and t.lead_id = v_one.lead_id
+            )
+          on conflict do nothing
+          returning 1
+        )
+
+        select count(*) into v_done from added;
+        if v_done = 1 then
+          return null;
+        end if;
+      end if;
+    end if;
+  end if;
+
   select array_agg(n.client_id), array_agg(n.lead_id) into v_clients, v_leads
   from (
     select distinct r.client_id, r.lead_id from changed_rows as r where ci_private.is_outbound_action(r.action)
