@@ -82,7 +82,6 @@ def create_client(conn: Conn, leads: int) -> uuid.UUID:
         (client,),
     )
     conn.execute("select ci_private.fill_content_features(%s)", (client,))
-    conn.commit()
     conn.execute("vacuum analyze public.leads")
     conn.execute("vacuum analyze public.activities")
     conn.execute("vacuum analyze ci_private.lead_touches")
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     targets = [tuple(d.split("=", 1)) for d in args.dsn] if args.dsn else [("db", default_dsn())]
-    conns: dict[str, Conn] = {name: psycopg.connect(url) for name, url in targets}
+    conns: dict[str, Conn] = {name: psycopg.connect(url, autocommit=True) for name, url in targets}
     clients: dict[str, uuid.UUID] = {}
     copies: dict[str, list[tuple[Any, ...]]] = {}
     for name, conn in conns.items():
@@ -178,11 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                             runs.setdefault((name, what, mode), []).append(ms)
     finally:
         for name, conn in conns.items():
-            conn.rollback()
             conn.execute("delete from public.activities where client_id = %s", (clients[name],))
             conn.execute("delete from public.leads where client_id = %s", (clients[name],))
             conn.execute("delete from public.clients where id = %s", (clients[name],))
-            conn.commit()
 
     out: list[dict[str, Any]] = []
     print(f"{'database':<10} {'measure':<26} {'mode':<13} {'median ms':>10} {'min ms':>9} "

@@ -169,8 +169,8 @@ begin
       if not v_one.outbound then
         return null;
       end if;
-      if v_one.channel is null or not isfinite(v_one.created_at) then
-        return null;  -- not kept: the lead's rows do not change
+      if not v_one.converted and (v_one.channel is null or not isfinite(v_one.created_at)) then
+        return null;  -- not kept, and no mark to move: the lead's rows do not change
       end if;
       if not v_one.converted then
         perform pg_catalog.pg_advisory_xact_lock_shared(
