@@ -102,7 +102,7 @@ def history_rows(conn: Conn, client: uuid.UUID) -> list[tuple[Any, ...]]:
                 if (i + k) % 2 else None
             )
             rows.append((client, lead, ("email", "linkedin", "sms", "email")[k], "sent",
-                         f"2026-01-01T10:00:00Z", subject, body, snapshot))
+                         f"2025-{3 * k + 1:02d}-15T10:00:00Z", subject, body, snapshot))
     return rows
 
 
