@@ -185,23 +185,29 @@ def test_junk_is_counted_not_fatal(conn: Conn, planted: uuid.UUID) -> None:
 
 
 def test_touches_without_a_snapshot_get_a_derived_one(conn: Conn, planted: uuid.UUID) -> None:
+    # Derived when the refresh fills the content (never on the host's write),
+    # kept as the touch's content key, not written back into activities.
+    conn.execute("select ci_private.fill_content_features(%s)", (planted,))
     row = conn.execute(
         """
         select
-          count(*) filter (where a.content_snapshot ->> 'derived' = 'true'),
-          count(*) filter (where a.content_snapshot ->> 'derived' = 'true'
-                           and a.content_snapshot ->> 'subject' like '%%{company}%%'),
-          count(*) filter (where a.content_snapshot is null and a.channel in ('email', 'linkedin', 'sms'))
-        from public.activities as a
-        where a.client_id = %s and ci_private.is_outbound_action(a.action)
+          count(*) filter (where (k.features).derived),
+          count(*) filter (where (k.features).derived and (k.features).subject like '%%{company}%%'),
+          count(*) filter (where k.key is null and t.channel <= 3),
+          count(*) filter (where a.content_snapshot ->> 'derived' = 'true')
+        from ci_private.lead_touches as t
+        inner join public.activities as a on a.id = t.touch_id
+        left join ci_private.content_keys as k on k.key = t.content_key
+        where t.client_id = %s and a.content_snapshot is null
         """,
         (planted,),
     ).fetchone()
     assert row is not None
-    derived, templated, missing = row
+    derived, templated, missing, stored = row
     assert derived > 1000, "the host-style touches (no snapshot) got derived ones"
     assert templated > 100, "rendered subjects went back to their {company} template"
     assert missing == 0
+    assert stored == 0, "the host's rows are not rewritten"
 
 
 def test_local_time_is_exact_across_a_dst_change(conn: Conn) -> None:

@@ -5,7 +5,7 @@
 -- sequence codes, every kind of skipped row counted, never fatal; the content
 -- features read once when a touch is written, and keyed.
 begin;
-select plan(46);
+select plan(62);
 
 create temp table k (key text primary key, id uuid not null unique);
 
@@ -101,10 +101,18 @@ select is(pg_temp.columns('pg_temp.ci_touches'), pg_temp.columns('ci_private.tou
 select is(pg_temp.columns('pg_temp.ci_touch_leads'), pg_temp.columns('ci_private.touch_lead'::regtype::text::regclass),
   'ci_touch_leads has the columns of ci_private.touch_lead');
 
--- The content features of an activity.
+-- The content features of an activity: its key's once the refresh has filled
+-- it, else as the fill will compute them (nothing is read on write).
 create function pg_temp.features(p_key text) returns ci_private.content_features
 language sql stable as $$
-  select a.content_features from public.activities as a where a.id = pg_temp.id(p_key)
+  select coalesce(
+    (
+      select k.features from ci_private.lead_touches as t
+      inner join ci_private.content_keys as k on k.key = t.content_key
+      where t.touch_id = pg_temp.id(p_key)
+    ),
+    (select p.features from ci_private.pending_content(pg_temp.id('client')) as p where p.touch_id = pg_temp.id(p_key))
+  )
 $$;
 
 -- Positions, local time, trials.
@@ -149,7 +157,7 @@ select is(ci_private.sequence_channels((pg_temp.touch('a3')).prefix_code, 3), ar
   'sequence code decodes to the first three channels');
 select is((pg_temp.touch('a2')).first_channel, 1::smallint, 'first channel carried on every touch');
 
--- Content features: read once when the touch is written, derived, junk.
+-- Content features: computed for pending touches as the fill will, derived, junk.
 select is(
   array[(pg_temp.features('c1')).subject, (pg_temp.features('c1')).cta, (pg_temp.features('c1')).angle],
   array['Question about {company}', 'worth 15 minutes', 'curiosity'], 'snapshot values read as they are'
@@ -180,51 +188,103 @@ select is(
 );
 select is((ci_private.what_patterns(gen_random_uuid()) -> 'trials')::integer, 0,
   'the content pass reads the client it is given, never the one the temporary tables name');
--- Content keys: the relation carries them; each points to the touch's own features.
+-- Content keys: nothing is read or keyed on the host's write; the refresh's
+-- fill computes the pending touches once, set-based, and keys them in the
+-- layer's rows (activities is never rewritten).
 create function pg_temp.key_of(p_key text) returns integer
 language sql stable as $$
-  select a.content_key from public.activities as a where a.id = pg_temp.id(p_key)
+  select t.content_key from ci_private.lead_touches as t where t.touch_id = pg_temp.id(p_key)
 $$;
 create function pg_temp.keys_match() returns boolean
 language sql stable as $$
   select not exists (
     select 1
-    from public.activities as a
-    left join ci_private.content_keys as k on k.key = a.content_key and k.client_id = a.client_id
-    where a.client_id = pg_temp.id('client') and a.content_snapshot is not null
-      and k.features is distinct from a.content_features
+    from ci_private.lead_touches as t
+    inner join public.activities as a on a.id = t.touch_id
+    left join ci_private.content_keys as k on k.key = t.content_key and k.client_id = t.client_id
+    where t.client_id = pg_temp.id('client') and a.content_snapshot is not null
+      and k.features is distinct from ci_private.keyed_features(ci_private.content_features_of(a.content_snapshot), t.channel)
   )
 $$;
-select ok((pg_temp.touch('c1')).content_key is not null and (pg_temp.touch('c1')).content_key = pg_temp.key_of('c1'),
+select is(
+  (select count(*)::integer from ci_private.lead_touches as t where t.client_id = pg_temp.id('client') and t.content_key is null),
+  9, 'every touch is pending after the host''s writes'
+);
+select ok(
+  (select bool_and(a.content_features is null and a.content_key is null) from public.activities as a
+   where a.client_id = pg_temp.id('client')),
+  'no content is written into the host''s rows'
+);
+create temp table trials_before as select (ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer as n;
+select is(ci_private.fill_content_features(pg_temp.id('client')), 9, 'the refresh''s fill computes every pending touch once');
+select is(ci_private.fill_content_features(pg_temp.id('client')), 0, 'a second fill finds nothing pending');
+select ci_private.prepare_touches(pg_temp.id('client'));
+select ok((pg_temp.touch('c1')).content_key > 0 and (pg_temp.touch('c1')).content_key = pg_temp.key_of('c1'),
   'the relation carries the touch''s content key');
+select is(pg_temp.key_of('a3'), 0, 'a touch with nothing to read is keyed 0 (computed, no key)');
 select ok(pg_temp.keys_match(), 'every snapshot is keyed to its own features');
+select is((ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer, (select t.n from trials_before as t),
+  'WHAT reads the same from keys as from pending touches');
+select is((pg_temp.features('b2')).junk_reason, 'wrong_type', 'filled features are the pending ones');
+create temp table c1_key as select pg_temp.key_of('c1') as key;
 select pg_temp.act('c1_again', 'c', 'email', 'sent', '2026-07-07 15:00+00',
   (select a.content_snapshot from public.activities as a where a.id = pg_temp.id('c1')));
+select is(pg_temp.key_of('c1_again'), null, 'a new send is pending ...');
+select is(pg_temp.key_of('c1'), (select c.key from c1_key as c), '... and its lead''s earlier touches keep their keys');
+select is(ci_private.fill_content_features(pg_temp.id('client')), 1, 'the next fill computes only the new touch');
 select is(pg_temp.key_of('c1_again'), pg_temp.key_of('c1'), 'the same content sent again gets the same key');
 delete from public.activities where id = pg_temp.id('c1_again');
+select isnt_empty(format('select 1 from ci_private.content_keys where key = %s', pg_temp.key_of('c1')),
+  'deleting one of two touches of a key keeps the key');
 
--- Features missing (a bulk load with the trigger disabled) are read from the snapshot.
-create temp table trials_before as select (ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer as n;
-alter table public.activities disable trigger activities_ci_snapshot_features;
-update public.activities set content_features = null, content_key = null where client_id = pg_temp.id('client');
-alter table public.activities enable trigger activities_ci_snapshot_features;
-select ci_private.prepare_touches(pg_temp.id('client'));
-select is((ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer, (select t.n from trials_before as t),
-  'touches whose features are missing are read from their snapshots');
-select is(ci_private.fill_content_features(pg_temp.id('client')), 8,
-  'the refresh''s fill reads every missing snapshot once');
-select is((pg_temp.features('b2')).junk_reason, 'wrong_type', 'filled features are the trigger''s');
--- Touches read before keys existed: features stored, no key.
-alter table public.activities disable trigger activities_ci_snapshot_features;
-update public.activities set content_key = null where client_id = pg_temp.id('client');
-alter table public.activities enable trigger activities_ci_snapshot_features;
-select ci_private.prepare_touches(pg_temp.id('client'));
-select is((ci_private.what_patterns(pg_temp.id('client')) -> 'trials')::integer, (select t.n from trials_before as t),
-  'touches not yet keyed are read from their snapshots');
-select is(ci_private.fill_content_features(pg_temp.id('client')), 8, 'the fill keys them in one pass');
-select ok(pg_temp.keys_match(), 'to the keys of their own features');
-update public.activities set content_features = null where id = pg_temp.id('c1');
-select is((pg_temp.features('c1')).cta, 'worth 15 minutes', 'an update of the features recomputes them');
+-- Rendered bodies of one template share a key (and the work): two leads'
+-- host-style sends, and two engine snapshots of rendered bodies whose lengths
+-- fall in one band.
+select pg_temp.lead('ee', 'UTC');
+select pg_temp.lead('ff', 'UTC');
+update public.leads set company = 'Acme ff Holdings Group' where id = pg_temp.id('ff');
+select pg_temp.act('ee1', 'ee', 'email', 'sent', '2026-07-07 14:00+00', null,
+  'Question about Acme ee', 'Hi ee, scaling your team at Acme ee? Worth 15 minutes?');
+select pg_temp.act('ff1', 'ff', 'email', 'sent', '2026-07-07 14:00+00', null,
+  'Question about Acme ff Holdings Group', 'Hi ff, scaling your team at Acme ff Holdings Group? Worth 15 minutes?');
+select pg_temp.act('ee2', 'ee', 'email', 'sent', '2026-07-09 14:00+00',
+  '{"subject": "Hello {first_name}", "body": "Hi ee, we help teams like Acme ee grow without more hires."}');
+select pg_temp.act('ff2', 'ff', 'email', 'sent', '2026-07-09 14:00+00',
+  '{"subject": "Hello {first_name}", "body": "Hi ff, we help teams like Acme ff Holdings Group grow without more hires."}');
+select is(ci_private.fill_content_features(pg_temp.id('client')), 4, 'the fill computes the four new touches');
+select ok(pg_temp.key_of('ee1') > 0 and pg_temp.key_of('ee1') = pg_temp.key_of('ff1'),
+  'rendered host sends of one template: one derived content, one key');
+select ok(pg_temp.key_of('ee2') > 0 and pg_temp.key_of('ee2') = pg_temp.key_of('ff2'),
+  'rendered engine bodies of one template, 12 and 14 words (one band): one key');
+select is(
+  (select k.label_text from ci_private.content_keys as k where k.key = pg_temp.key_of('ee2')),
+  'Hello {first_name} Hi {first_name}, we help teams like {company} grow without more hires.',
+  'the text labels are read from is the template, without the lead''s values'
+);
+
+-- Erasure: the key goes with the last touch that holds it, and its text with it.
+create temp table shared_key as select pg_temp.key_of('ee2') as key;
+delete from public.activities where id = pg_temp.id('ee2');
+select isnt_empty('select 1 from ci_private.content_keys where key = (select key from shared_key)',
+  'a key still held by another lead''s touch stays');
+delete from public.activities where id = pg_temp.id('ff2');
+select is_empty('select 1 from ci_private.content_keys where key = (select key from shared_key)',
+  'deleting the last touch of a key removes the key and its text');
+delete from public.leads where id in (pg_temp.id('ee'), pg_temp.id('ff'));
+
+-- The host changes what a touch's content is read from: pending again, read
+-- again by the next fill, and the old key (held by no other touch) forgotten.
+create temp table old_key as select pg_temp.key_of('c1') as key;
+update public.activities set content_snapshot = content_snapshot || '{"cta": "quick call"}' where id = pg_temp.id('c1');
+select is(pg_temp.key_of('c1'), null, 'a changed snapshot makes the touch pending');
+select is_empty('select 1 from ci_private.content_keys where key = (select key from old_key)',
+  'and its old key, held by no other touch, is forgotten');
+select is(ci_private.fill_content_features(pg_temp.id('client')), 1, 'the next fill reads it again');
+select is((pg_temp.features('c1')).cta, 'quick call', 'with the new content');
+update public.activities set subject = 'Another subject' where id = pg_temp.id('c1');
+select isnt(pg_temp.key_of('c1'), null, 'the subject of a touch with a snapshot is not what it is read from');
+update public.activities set subject = 'Another question about Acme a' where id = pg_temp.id('a2');
+select is(pg_temp.key_of('a2'), null, 'the subject of a touch without one is');
 
 -- Rebuilt for a later statement: a new touch shows up.
 select pg_temp.act('c4', 'c', 'sms', 'sent', '2026-07-12 14:00+00');

@@ -154,6 +154,8 @@ select l.client_id, l.id, 'email', 'sent', '2026-09-01 10:00+00',
   '{"subject": "Jane Roe, about Roe Widgets", "body": "Jane, I saw Roe Widgets is hiring"}'::jsonb
 from public.leads as l where l.id = pg_temp.id('gone');
 update public.leads set status = 'converted' where id = pg_temp.id('gone');
+-- (Content is keyed when the refresh fills it, not on the write.)
+select ci_private.fill_content_features(l.client_id) from public.leads as l where l.id = pg_temp.id('gone');
 select isnt_empty(
   $$ select 1 from ci_private.content_keys as k where k.label_text like '%Jane%' or (k.features).subject like '%Jane%' $$,
   'erasure: the content key holds the personal text while the touch exists'
