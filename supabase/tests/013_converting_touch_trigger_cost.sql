@@ -127,7 +127,7 @@ select is(
 update public.leads set status = 'converted'
 where client_id = current_setting('t.client')::uuid;
 select is(
-  pg_stat_get_xact_function_calls('ci_private.remark_leads(uuid[], uuid)'::regprocedure), 200::bigint,
+  pg_stat_get_xact_function_calls('ci_private.leads_mark_converting_touch()'::regprocedure), 200::bigint,
   'a conversion does: once per converted lead'
 );
 select is(
