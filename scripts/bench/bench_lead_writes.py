@@ -10,6 +10,10 @@ starts from the same rows; nothing the layer disables can stay disabled):
     another one (in_sequence <-> enriched etc.), which cannot change the score;
   * title: N UPDATEs of one lead's title (a scored field);
   * first_name: N UPDATEs of an unscored field;
+  * send to a converted lead: N INSERTs of an outbound touch for a converted lead (the
+    activities triggers re-mark the lead: ci_private.remark_leads);
+  * booking: N INSERTs of a meeting_booked activity for a lead not converted (the
+    activities triggers derive the conversion: ci_private.derive_conversions);
   * insert: N INSERTs of one lead.
 
 Each in these states of the layer, interleaved round by round (the order alternates):
@@ -74,6 +78,20 @@ LOOPS = {
       do $$ declare r record; begin
         for r in select l.id from public.leads as l where l.client_id = '{client}' order by l.id limit {n}
         loop update public.leads set first_name = coalesce(first_name, '') || 'x' where id = r.id; end loop; end $$""",
+    "send to a converted lead": """
+      do $$ declare r record; begin
+        for r in select l.id, l.client_id from public.leads as l cross join generate_series(1, 10) as g (i)
+                 where l.client_id = '{client}' and l.status::text = 'converted' and l.deleted_at is null
+                 order by g.i, l.id limit {n}
+        loop insert into public.activities (client_id, lead_id, channel, action, created_at)
+             values (r.client_id, r.id, 'email', 'sent', now()); end loop; end $$""",
+    "booking": """
+      do $$ declare r record; begin
+        for r in select l.id, l.client_id from public.leads as l
+                 where l.client_id = '{client}' and l.deleted_at is null and l.status::text <> 'converted'
+                 order by l.id limit {n}
+        loop insert into public.activities (client_id, lead_id, channel, action, created_at)
+             values (r.client_id, r.id, 'email', 'meeting_booked', now()); end loop; end $$""",
     "insert": """
       do $$ begin
         for i in 1..{n}

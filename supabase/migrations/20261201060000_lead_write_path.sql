@@ -30,6 +30,8 @@ set search_path = ''
 as $$
 declare
   v_prev text;
+  v_at timestamptz;
+  v_client uuid;
   v_target uuid;
   v_target_marked boolean;
   v_others uuid [];
@@ -38,30 +40,27 @@ begin
     return null;
   end if;
   -- The lead as it is now (as remark_leads reads it), its converting touch
-  -- and its marked touches, in one statement.
-  select t.id, coalesce(t.led_to_booking, false), array(
+  -- and its other marked touches: three index probes (simple statements:
+  -- measured cheaper than one statement that joins them).
+  select l.converted_at, l.client_id into v_at, v_client
+  from public.leads as l
+  where l.id = new.id and l.status::text = 'converted' and l.converted_at is not null;
+  if found then
+    select a.id, coalesce(a.led_to_booking, false) into v_target, v_target_marked
+    from public.activities as a
+    where a.lead_id = new.id
+      and a.client_id = v_client
+      and ci_private.is_outbound_action(a.action)
+      and a.created_at > '-infinity'::timestamptz
+      and a.created_at < 'infinity'::timestamptz
+      and a.created_at <= v_at
+    order by a.created_at desc, a.id desc
+    limit 1;
+  end if;
+  v_others := array(
     select a.id from public.activities as a
-    where a.lead_id = new.id and coalesce(a.led_to_booking, false) and a.id is distinct from t.id
-  )
-  into v_target, v_target_marked, v_others
-  from (select 1) as o
-  left join lateral (
-    select a.id, a.led_to_booking
-    from public.leads as l
-    inner join lateral (
-      select a.id, a.led_to_booking
-      from public.activities as a
-      where a.lead_id = l.id
-        and a.client_id = l.client_id
-        and ci_private.is_outbound_action(a.action)
-        and a.created_at > '-infinity'::timestamptz
-        and a.created_at < 'infinity'::timestamptz
-        and a.created_at <= l.converted_at
-      order by a.created_at desc, a.id desc
-      limit 1
-    ) as a on true
-    where l.id = new.id and l.status::text = 'converted' and l.converted_at is not null
-  ) as t on true;
+    where a.lead_id = new.id and coalesce(a.led_to_booking, false) and a.id is distinct from v_target
+  );
   if cardinality(v_others) = 0 and (v_target is null or v_target_marked) then
     return null;
   end if;
@@ -87,7 +86,6 @@ $$;
 -- apply the earliest booking after the last un-conversion (the rules of the
 -- conversion_history migration, unchanged). A status change between two
 -- statuses other than converted only clears converted_at: it reads nothing.
--- The status path and the bookings are read in one statement.
 -- security definer: writes the layer's own lead_conversion_status.
 create or replace function ci_private.leads_conversion_time()
 returns trigger
@@ -120,22 +118,19 @@ begin
     return new;
   end if;
 
-  select r.lead_id is not null, r.unconverted_at, b.first_booking, b.latest
-  into v_has_row, v_unconverted_at, v_booking, v_latest
-  from (select 1) as o
-  left join ci_private.lead_conversion_status as r on r.lead_id = new.id
-  cross join lateral (
-    select
-      min(a.created_at) filter (where a.created_at > coalesce(r.unconverted_at, '-infinity'::timestamptz))
-      as first_booking,
-      max(a.created_at) as latest
-    from public.activities as a
-    where a.lead_id = new.id
-      and a.client_id = new.client_id
-      and ci_private.is_conversion_action(a.action)
-      and a.created_at > '-infinity'::timestamptz
-      and a.created_at < 'infinity'::timestamptz
-  ) as b;
+  select r.unconverted_at into v_unconverted_at
+  from ci_private.lead_conversion_status as r where r.lead_id = new.id;
+  v_has_row := found;
+  select
+    min(a.created_at) filter (where a.created_at > coalesce(v_unconverted_at, '-infinity'::timestamptz)),
+    max(a.created_at)
+  into v_booking, v_latest
+  from public.activities as a
+  where a.lead_id = new.id
+    and a.client_id = new.client_id
+    and ci_private.is_conversion_action(a.action)
+    and a.created_at > '-infinity'::timestamptz
+    and a.created_at < 'infinity'::timestamptz;
   if new.deleted_at is not null then
     v_booking := null;
   end if;
