@@ -31,7 +31,7 @@ row over "triggers off"; writes JSON with --json. Asserts nothing. With --compar
 (repeatable) the same is timed, interleaved, on other databases too (e.g. one migrated to
 the previous release with a client generated the same way): before vs after on one machine.
 
-    .venv/bin/python scripts/bench/bench_lead_writes.py [--client ID] [--writes N] [--runs R]
+    .venv/bin/python scripts/bench/bench_lead_writes.py [--client ID | --leads N] [--writes N] [--runs R]
         [--only convert,title] [--each] [--json PATH] [--dsn URL] [--compare NAME=DSN ...]
 
 Without --dsn: $DATABASE_URL, else the embedded database (scripts/db.sh url, which
@@ -51,6 +51,11 @@ from typing import Any
 
 import psycopg
 from bench_trigger_overhead import default_dsn
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "sidecar"))
+
+from ci_sidecar.generator import GeneratorConfig, generate
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -141,6 +146,22 @@ def time_write(conn: Conn, statement: str, disable: list[tuple[str, str]], drop:
         return time.perf_counter() - t0
 
 
+def build_client(conn: Conn, leads: int, seed: int) -> str:
+    """A client of the generator's realistic shapes (step templates, rendered bodies), analysed."""
+    cfg = GeneratorConfig(seed=seed, clients=1, leads_per_client=leads, client_name_prefix="bench-leads",
+                          step_templates=True, unique_bodies=True)
+    client = str(generate(conn, cfg).client_ids[0])
+    conn.execute("analyze public.leads")
+    conn.execute("analyze public.activities")
+    return client
+
+
+def delete_client(conn: Conn, client: str) -> None:
+    conn.execute("delete from public.activities where client_id = %s", (client,))
+    conn.execute("delete from public.leads where client_id = %s", (client,))
+    conn.execute("delete from public.clients where id = %s", (client,))
+
+
 def largest_client(conn: Conn) -> str:
     row = conn.execute("select client_id from public.leads group by 1 order by count(*) desc limit 1").fetchone()
     if row is None:
@@ -151,6 +172,8 @@ def largest_client(conn: Conn) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--client", help="the client to write (default: the largest; with --compare, each database's)")
+    parser.add_argument("--leads", type=int, help="generate a client of this many leads in each database (deleted after)")
+    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--writes", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(LOOPS))
@@ -167,9 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     # (database, state) -> triggers to disable, indexes to drop
     states: dict[tuple[str, str], tuple[list[tuple[str, str]], list[str]]] = {}
     clients: dict[str, dict[str, Any]] = {}
+    built: dict[str, str] = {}
     for db, conn in conns.items():
         conn.execute("set statement_timeout = 0")
-        client = args.client if args.client and not args.compare else largest_client(conn)
+        if args.leads:
+            client = build_client(conn, args.leads, args.seed)
+            built[db] = client
+        else:
+            client = args.client if args.client and not args.compare else largest_client(conn)
         sizes = conn.execute(
             "select (select count(*) from public.leads where client_id = %(c)s), "
             "(select count(*) from public.activities where client_id = %(c)s)", {"c": client}).fetchone()
@@ -213,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{m / off:>9.2f} {m / bare:>7.2f} {(m - off) / args.writes * 1e6:>8.1f}")
         report["results"][loop] = {f"{d} / {s}": {"median_s": med[(d, s)], "min_s": best[(d, s)],
                                                   "runs_s": times[(d, s)]} for d, s in states}
+    for db, client in built.items():
+        delete_client(conns[db], client)
     for conn in conns.values():
         conn.close()
     if args.json:
