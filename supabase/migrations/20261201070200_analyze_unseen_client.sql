@@ -14,6 +14,11 @@
 -- rows up. A client of the usual size for its table is estimated near its size
 -- and costs three index counts; an import is analysed once, after which it is
 -- either among the most common values or estimated at the average client.
+-- The host's tables are analysed only in the columns the layer's statements
+-- filter and join on: a full ANALYZE of activities (wide text and JSON
+-- columns) cost several seconds, more than the refresh of a small client,
+-- and an ANALYZE with a column list leaves the table's count of changes for
+-- autovacuum's own full ANALYZE.
 --
 -- reconcile_client_conversions (every refresh and backfill) calls it after
 -- analyze_stale_tables, rebuild_lead_touches after building a client whole.
@@ -40,10 +45,13 @@ begin
   for v_rel in
     select * from (
       values
-      ('public.leads', 'select 1 from public.leads as l where l.client_id = %L'),
+      (
+        'public.leads (id, client_id, campaign_id, status, converted_at, deleted_at)',
+        'select 1 from public.leads as l where l.client_id = %L'
+      ),
       -- The outbound touches: what the layer reads, through its partial index.
       (
-        'public.activities',
+        'public.activities (id, client_id, lead_id, action, channel, created_at, led_to_booking, content_key)',
         'select 1 from public.activities as a where a.client_id = %L and ci_private.is_outbound_action(a.action)'
       ),
       ('ci_private.lead_touches', 'select 1 from ci_private.lead_touches as t where t.client_id = %L')
