@@ -281,7 +281,8 @@ $$;
 -- Compute and key the content of a client's pending touches; returns how many
 -- touches were filled. Run by each refresh before it reads; cheap when none
 -- are pending (the partial index is then empty). One statement: the new keys
--- inserted, every pending touch given its key (0: nothing to key).
+-- inserted, every pending touch given its key (0: nothing to key), each key
+-- found by an index probe or in the map of the keys just added.
 -- security definer: run by the refresh, which has checked the caller's write
 -- access; it writes only the layer's own tables.
 create or replace function ci_private.fill_content_features(p_client_id uuid)
@@ -306,13 +307,21 @@ begin
     order by p.digest
     on conflict (client_id, digest) do nothing
     returning key, digest
+  ),
+
+  -- The new keys as one map, read once (joins to the CTEs were planned as
+  -- nested loops over misestimated row counts: quadratic on a first fill).
+  new_keys as (
+    select jsonb_object_agg(a.digest::text, a.key) as by_digest from added as a
   )
 
   update ci_private.lead_touches as t
-  set content_key = coalesce(n.key, k.key, 0)
+  set content_key = coalesce(
+    (select k.key from ci_private.content_keys as k where k.client_id = p_client_id and k.digest = p.digest),
+    ((select n.by_digest from new_keys as n) ->> p.digest::text)::integer,
+    0
+  )
   from pending as p
-  left join added as n on n.digest = p.digest
-  left join ci_private.content_keys as k on k.client_id = p_client_id and k.digest = p.digest
   where t.client_id = p_client_id
     and t.lead_id = p.lead_id
     and t.touch_no = p.touch_no
