@@ -35,7 +35,8 @@ snapshot, each one INSERT in a server-side loop; a bulk INSERT of a send to up t
 leads; a bulk COPY of a history import (up to 20,000 past sends, most with snapshots);
 a status change to converted, one lead per UPDATE. Last, the first refresh of a client
 the statistics have never seen (a copy of the client written after the last ANALYZE,
-refreshed at once) against the same refresh after ANALYZE.
+refreshed at once; its touches' content, computed once by the first fill, timed apart)
+against the same refresh after ANALYZE.
 
 Prints each figure with its median, minimum, ratio to the reference and the peak
 private memory of the database backend (scripts/bench/benchmem.py), then the goal
