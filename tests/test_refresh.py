@@ -1,6 +1,7 @@
 """The weekly refresh on the real database: isolation of failures, history, concurrency, pg_cron."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -169,17 +170,21 @@ def test_refresh_announces_itself(dsn: str, world: dict[str, Any]) -> None:
     assert got and str(cid) in got[0]
 
 
-def _stop_running(conn: Conn, command: str) -> None:
+def _stop_running(conn: Conn, jobid: int) -> None:
     """Stop a run of the job still in progress after unschedule (it refreshes every client of
-    the test database, for minutes, applying learned weights to other tests' clients), and close
-    its batch so that no later CALL resumes it."""
-    deadline = time.monotonic() + 60
+    the test database, for minutes, applying learned weights to other tests' clients and
+    writing beside their teardown), and close its batch so that no later CALL resumes it. The
+    run's backend is read from pg_cron's own record of it (job_pid)."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         pids = [r[0] for r in conn.execute(
-            "select pid from pg_stat_activity where query = %s and pid <> pg_backend_pid()", (command,)).fetchall()]
-        if not pids:
+            "select job_pid from cron.job_run_details where jobid = %s and job_pid is not null "
+            "and status in ('starting', 'running', 'sending', 'connecting')", (jobid,)).fetchall()]
+        alive = [p for p in pids if conn.execute(
+            "select exists (select 1 from pg_stat_activity where pid = %s)", (p,)).fetchone() == (True,)]
+        if not alive:
             break
-        for pid in pids:
+        for pid in alive:
             conn.execute("select pg_cancel_backend(%s)", (pid,))
         time.sleep(1)
     conn.execute("update ci_private.refresh_batches set finished_at = now() where finished_at is null")
@@ -200,10 +205,21 @@ def test_cron_job_exists_once_and_runs_the_refresh(conn: Conn, world: dict[str, 
     conn.execute("select ci_private.schedule_jobs()")
     assert conn.execute("select count(*) from cron.job where jobname like 'ci-%%'").fetchone() == (4,)
 
-    # Trigger it: the same command, on a one-off every-minute job, run by pg_cron itself.
+    # Trigger it: the same command, run by pg_cron itself, on a job that fires once: at the next
+    # minute (cron.timezone, UTC here) of this day of this month. Not every minute: pg_cron 1.4's
+    # launcher kept running an every-minute job for the rest of the suite after cron.unschedule
+    # (seen: 21 runs in 20 minutes), refreshing every client beside other tests' writes.
     cid = world["healthy"][0]
     before = _history_count(conn, cid)
-    job = conn.execute("select cron.schedule('ci-test-trigger', '* * * * *', %s)", (command,)).fetchone()
+    at = conn.execute(
+        "select date_trunc('minute', now() at time zone 'UTC') "
+        "+ case when extract(second from now()) >= 45 then interval '2 min' else interval '1 min' end"
+    ).fetchone()
+    assert at is not None
+    when = at[0]
+    assert isinstance(when, dt.datetime)
+    job = conn.execute("select cron.schedule('ci-test-trigger', %s, %s)",
+                       (f"{when.minute} {when.hour} {when.day} {when.month} *", command)).fetchone()
     assert job is not None
     try:
         # pg_cron reports each statement of the command as it goes, so wait for
@@ -213,7 +229,7 @@ def test_cron_job_exists_once_and_runs_the_refresh(conn: Conn, world: dict[str, 
             time.sleep(2)
     finally:
         conn.execute("select cron.unschedule('ci-test-trigger')")
-        _stop_running(conn, command)
+        _stop_running(conn, int(str(job[0])))
     assert _history_count(conn, cid) >= before + 4, "pg_cron did not run the refresh within 180 s"
     ran = conn.execute(
         "select count(*) from cron.job_run_details where jobid = %s", (job[0],)
