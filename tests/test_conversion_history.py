@@ -7,7 +7,7 @@ status conversions (with and without the writer's converted_at), back-dated
 converted_at, un-conversions, writes in replica-mode sessions, and a send
 committed concurrently with a conversion on a second connection. After each
 step every lead's status, converted_at, converting-touch mark and kept touches
-(ci_private.lead_touches) are compared with a plain-Python oracle of the
+(ci_private.lead_touches, as a reader sees them) are compared with a plain-Python oracle of the
 contract's rules (below); the reconciliation must then find nothing to correct.
 After the concurrent step, the triggers cannot see the other transaction's
 send: the state is compared after the reconciliation (reconcile_conversions or
@@ -383,6 +383,11 @@ class ConversionHistory(RuleBasedStateMachine):
             (self.client,),
         ):
             marks.setdefault(lead_id, []).append(act_id)
+        # The kept rows as a reader sees them: brought up to date first (an insert
+        # leaves them to the next read); a second read finds nothing to do.
+        self.conn.execute("select ci_private.sync_lead_touches(%s)", (self.client,))
+        again = self.conn.execute("select leads from ci_private.sync_lead_touches(%s)", (self.client,)).fetchone()
+        assert again == (0,), again
         kept: dict[uuid.UUID, list[tuple[uuid.UUID, bool]]] = {}
         for lead_id, touch_id, marked in self.conn.execute(
             "select lead_id, touch_id, led_to_booking from ci_private.lead_touches where client_id = %s"

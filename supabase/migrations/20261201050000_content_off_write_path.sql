@@ -226,7 +226,7 @@ $$;
 -- for touches a refresh has not filled yet).
 create or replace function ci_private.pending_content(p_client_id uuid)
 returns table (
-  lead_id uuid, touch_no smallint, touch_id uuid, digest uuid, features ci_private.content_features, label_text text
+  lead_id uuid, touch_no integer, touch_id uuid, digest uuid, features ci_private.content_features, label_text text
 )
 language sql stable
 set search_path = ''
@@ -294,6 +294,9 @@ as $$
 declare
   v_filled integer;
 begin
+  -- Touches sent since the kept rows were last read are pending too
+  -- (lead_touches_read_time migration).
+  perform ci_private.sync_lead_touches(p_client_id);
   with pending as materialized (
     select p.lead_id, p.touch_no, p.touch_id, p.digest, p.features, p.label_text
     from ci_private.pending_content(p_client_id) as p

@@ -66,7 +66,7 @@ begin
 
     with computed as (
       select
-        k.client_id, k.lead_id, w.rn::smallint as touch_no, w.id, w.created_at, w.channel,
+        k.client_id, k.lead_id, w.rn::integer as touch_no, w.id, w.created_at, w.channel,
         (date_part('epoch', w.created_at - w.prev_at) / 86400)::real as gap_days,
         w.channel_mask, w.sequence_code, w.led_to_booking, w.next_at is null as is_last
       from (select distinct u.client_id, u.lead_id from unnest(p_client_ids, p_lead_ids) as u (client_id, lead_id)) as k
@@ -126,11 +126,12 @@ begin
 end
 $$;
 
--- After insert into or delete from activities: recompute the leads whose
--- outbound touches the statement added or removed (its transition table is
--- named changed_rows in both triggers); derive conversions and marks (the
--- conversion_history migration); after a delete, forget the content keys no
--- kept touch holds any more.
+-- After insert into or delete from activities (the transition table is
+-- named changed_rows in both triggers): derive conversions and marks (the
+-- conversion_history migration); after a delete, recompute the leads whose
+-- outbound touches it removed and forget the content keys no kept touch
+-- holds any more (erasure). An insert leaves the kept rows to be brought up
+-- to date when read (ensure_lead_touches, lead_touches_read_time migration).
 -- security definer: as recompute_lead_touches.
 create or replace function ci_private.activities_lead_touches_changed()
 returns trigger
@@ -145,72 +146,31 @@ declare
   v_remark uuid [];
   v_keys integer [];
   v_one record;
-  v_done integer;
 begin
-  -- One row inserted (a single send, an open): the common case, kept to two
-  -- short statements when it is an outbound touch of a lead that is not
-  -- converted, no booking and no mark, and later than the lead's kept
-  -- touches: the touch is appended to the lead's rows (its previous last row
-  -- locked and updated, one row inserted) instead of re-numbering the lead.
-  -- Anything else (and a concurrent writer of the lead, seen as a changed
-  -- last row or a taken position) takes the general path below.
+  -- An insert never writes the kept rows: a new touch is numbered when the
+  -- rows are read (ensure_lead_touches brings a client's rows up to date
+  -- from its activities, set-based, before the refresh and the detectors
+  -- read them), so a send pays no bookkeeping. What cannot wait is the mark
+  -- (a function of history, kept in activities): a booking, a row the
+  -- writer marked, and an outbound touch of a converted lead (a late send
+  -- may take the mark) are derived now.
+  -- One row inserted (a single send, an open): one statement, and out.
   if tg_op = 'INSERT' then
     select
-      r.client_id, r.lead_id, r.id, r.created_at, r.led_to_booking,
-      ci_private.channel_code(r.channel) as channel,
+      (select count(*) from changed_rows as c) as n,
       ci_private.is_outbound_action(r.action) as outbound,
       ci_private.is_conversion_action(r.action) as booking,
-      (select count(*) from changed_rows as c) as n,
-      exists (select 1 from public.leads as l where l.id = r.lead_id and l.status::text = 'converted') as converted
+      coalesce(r.led_to_booking, false) as marked,
+      -- (A touch later than the conversion is never marked: nothing can move.)
+      exists (
+        select 1 from public.leads as l
+        where l.id = r.lead_id and l.status::text = 'converted' and not (l.converted_at < r.created_at)
+      ) as converted
     into v_one
     from changed_rows as r
     limit 1;
-    if v_one.n = 1 and not v_one.booking and not coalesce(v_one.led_to_booking, false) then
-      if not v_one.outbound then
-        return null;
-      end if;
-      if not v_one.converted and (v_one.channel is null or not isfinite(v_one.created_at)) then
-        return null;  -- not kept, and no mark to move: the lead's rows do not change
-      end if;
-      if not v_one.converted then
-        perform pg_catalog.pg_advisory_xact_lock_shared(
-          pg_catalog.hashtext('ci_lead_touches'), pg_catalog.hashtext(v_one.client_id::text)
-        );
-        with prev as (
-          update ci_private.lead_touches as t
-          set is_last = false
-          where t.client_id = v_one.client_id and t.lead_id = v_one.lead_id and t.is_last
-            and (t.created_at, t.touch_id) < (v_one.created_at, v_one.id)
-          returning t.touch_no, t.created_at, t.channel_mask, t.sequence_code
-        ),
-
-        added as (
-          insert into ci_private.lead_touches (
-            client_id, lead_id, touch_no, touch_id, created_at, channel, gap_days, channel_mask, sequence_code,
-            content_key, led_to_booking, is_last
-          )
-          select
-            v_one.client_id, v_one.lead_id, coalesce(p.touch_no, 0) + 1, v_one.id, v_one.created_at, v_one.channel,
-            (date_part('epoch', v_one.created_at - p.created_at) / 86400)::real,
-            (coalesce(p.channel_mask, 0) | (1 << (v_one.channel - 1)))::smallint,
-            coalesce(p.sequence_code, 0)
-            | case when coalesce(p.touch_no, 0) < 10 then v_one.channel::integer << (3 * coalesce(p.touch_no, 0)) else 0 end,
-            null, false, true
-          from (select 1) as one
-          left join prev as p on true
-          where p.touch_no is not null
-            or not exists (
-              select 1 from ci_private.lead_touches as t where t.client_id = v_one.client_id and t.lead_id = v_one.lead_id
-            )
-          on conflict do nothing
-          returning 1
-        )
-
-        select count(*) into v_done from added;
-        if v_done = 1 then
-          return null;
-        end if;
-      end if;
+    if v_one.n = 1 and not v_one.booking and not v_one.marked and not (v_one.outbound and v_one.converted) then
+      return null;
     end if;
   end if;
 
@@ -218,12 +178,10 @@ begin
   from (
     select distinct r.client_id, r.lead_id from changed_rows as r where ci_private.is_outbound_action(r.action)
   ) as n;
-  if v_leads is not null then
-    if tg_op = 'DELETE' then
-      select ci_private.kept_content_keys(array_agg(r.client_id), array_agg(r.lead_id), array_agg(r.id)) into v_keys
-      from changed_rows as r
-      where ci_private.is_outbound_action(r.action);
-    end if;
+  if v_leads is not null and tg_op = 'DELETE' then
+    select ci_private.kept_content_keys(array_agg(r.client_id), array_agg(r.lead_id), array_agg(r.id)) into v_keys
+    from changed_rows as r
+    where ci_private.is_outbound_action(r.action);
     perform ci_private.recompute_lead_touches(v_clients, v_leads);
   end if;
 

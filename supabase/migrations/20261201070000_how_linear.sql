@@ -35,7 +35,7 @@ declare
   v_result jsonb;
 begin
   perform 'PRAGMA:TABLE: ci_touches (like ci_private.touch)';
-  perform 'PRAGMA:TABLE: ci_how_agg (g_channel integer, g_tier integer, g_first integer, g_mask integer, g_pos integer, g_prefix integer, channel smallint, tier smallint, first_channel smallint, channel_mask smallint, position smallint, prefix_code integer, n bigint, c bigint, e double precision, e_tier double precision, leads bigint, leads_decided bigint, leads_converted bigint)';
+  perform 'PRAGMA:TABLE: ci_how_agg (g_channel integer, g_tier integer, g_first integer, g_mask integer, g_pos integer, g_prefix integer, channel smallint, tier smallint, first_channel smallint, channel_mask smallint, position integer, prefix_code integer, n bigint, c bigint, e double precision, e_tier double precision, leads bigint, leads_decided bigint, leads_converted bigint)';
 
   if pg_catalog.to_regclass('pg_temp.ci_how_agg') is not null then
     drop table pg_temp.ci_how_agg;

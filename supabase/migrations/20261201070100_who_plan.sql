@@ -23,7 +23,9 @@ returns table (
   converted integer,
   leads bigint
 )
-language plpgsql stable
+-- volatile: it brings the kept touches up to date first (their first touches
+-- are read; lead_touches_read_time migration).
+language plpgsql volatile
 set search_path = ''
 set plan_cache_mode = force_custom_plan
 set work_mem = '256MB'
@@ -48,6 +50,7 @@ begin
   from public.clients as c
   left join ci_private.timezone_names as z on z.zone_key = lower(btrim(c.timezone))
   where c.id = p_client_id;
+  perform ci_private.sync_lead_touches(p_client_id);
   v_built := exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id);
 
   return query

@@ -79,8 +79,8 @@ as $$
 declare
   v_leads uuid [];
   v_result jsonb;
-  v_touch_leads uuid [];
-  v_rows integer := 0;
+  v_touch_leads integer;
+  v_rows integer;
 begin
   if p_client_id is null then
     raise exception 'reconcile_client_conversions: client id is null' using errcode = 'null_value_not_allowed';
@@ -97,47 +97,12 @@ begin
   select array_agg(l.id) into v_leads from public.leads as l where l.client_id = p_client_id;
   v_result := ci_private.derive_conversions(coalesce(v_leads, '{}'::uuid []), false, p_client_id);
 
-  perform ci_private.ensure_lead_touches(p_client_id);
-  with want as (
-    select
-      a.lead_id,
-      count(*) as n,
-      sum(date_part('epoch', a.created_at)) as t,
-      sum(pg_catalog.hashtext(a.id::text)::bigint) as h,
-      sum(pg_catalog.hashtext(a.id::text)::bigint) filter (where a.led_to_booking) as m
-    from public.activities as a
-    where a.client_id = p_client_id
-      and ci_private.is_outbound_action(a.action)
-      and a.created_at > '-infinity'::timestamptz
-      and a.created_at < 'infinity'::timestamptz
-      and ci_private.channel_code(a.channel) is not null
-    group by a.lead_id
-  ),
-
-  kept as (
-    select
-      t.lead_id,
-      count(*) as n,
-      sum(date_part('epoch', t.created_at)) as t,
-      sum(pg_catalog.hashtext(t.touch_id::text)::bigint) as h,
-      sum(pg_catalog.hashtext(t.touch_id::text)::bigint) filter (where t.led_to_booking) as m
-    from ci_private.lead_touches as t
-    where t.client_id = p_client_id
-    group by t.lead_id
-  )
-
-  select array_agg(coalesce(w.lead_id, k.lead_id)) into v_touch_leads
-  from want as w
-  full join kept as k on w.lead_id = k.lead_id
-  where (w.n, w.t, w.h, w.m) is distinct from (k.n, k.t, k.h, k.m);
-  if v_touch_leads is not null then
-    v_rows := ci_private.recompute_lead_touches(
-      array_fill(p_client_id, array[cardinality(v_touch_leads)]), v_touch_leads
-    );
-  end if;
+  -- The kept per-lead touches brought up to date (new touches since the last
+  -- read, anything written with the triggers off): lead_touches_read_time migration.
+  select s.leads, s.touch_rows into v_touch_leads, v_rows from ci_private.sync_lead_touches(p_client_id) as s;
 
   return v_result || jsonb_build_object(
-    'lead_touches_leads', coalesce(cardinality(v_touch_leads), 0),
+    'lead_touches_leads', v_touch_leads,
     'lead_touches_rows', v_rows
   );
 end

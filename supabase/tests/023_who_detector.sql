@@ -122,14 +122,15 @@ select is(
   '49 outcomes but 9 conversions: insufficient data too'
 );
 
--- It writes nothing and is stable.
+-- It stores nothing; it is volatile, as the other detectors are (it brings the
+-- client's kept touches up to date before it reads them).
 select is(
   (select count(*)::integer from public.conversion_patterns where client_id = (select w from ids)), 0,
   'detect_who_patterns stores nothing'
 );
 select is(
-  (select provolatile::text from pg_proc where oid = 'public.detect_who_patterns(uuid)'::regprocedure), 's',
-  'detect_who_patterns is stable'
+  (select provolatile::text from pg_proc where oid = 'public.detect_who_patterns(uuid)'::regprocedure), 'v',
+  'detect_who_patterns is volatile'
 );
 
 -- Without PL/Python (hosted Supabase) the pattern says so.

@@ -118,7 +118,7 @@ $$;
 -- Positions, local time, trials.
 select is(
   array[(pg_temp.touch('a1')).position, (pg_temp.touch('a2')).position, (pg_temp.touch('a3')).position],
-  array[1, 2, 3]::smallint [], 'positions follow send order'
+  array[1, 2, 3], 'positions follow send order'
 );
 select is(
   array[(pg_temp.touch('a1')).local_dow, (pg_temp.touch('a1')).local_hour], array[3, 10]::smallint [],
@@ -289,7 +289,7 @@ select is(pg_temp.key_of('a2'), null, 'the subject of a touch without one is');
 -- Rebuilt for a later statement: a new touch shows up.
 select pg_temp.act('c4', 'c', 'sms', 'sent', '2026-07-12 14:00+00');
 select ci_private.ensure_touches(pg_temp.id('client'));
-select is((pg_temp.touch('c4')).position, 3::smallint, 'a later statement rebuilds the relation');
+select is((pg_temp.touch('c4')).position, 3, 'a later statement rebuilds the relation');
 select is((pg_temp.touch('c2')).booked, 0::smallint, 'and the earlier last touch is now decided');
 
 -- Zones off the whole hour and the two daylight-saving changes of New York,

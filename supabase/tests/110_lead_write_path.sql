@@ -47,12 +47,18 @@ language sql as $$
   from public.activities as a inner join k on a.id = k.id
   where a.lead_id = pg_temp.id(p_lead) and a.led_to_booking
 $$;
--- The kept rows' marks of a lead, by key.
+-- The kept rows' marks of a lead, by key, as a reader sees them (brought up
+-- to date first, as the refresh and the detectors do).
 create function pg_temp.kept_marks(p_lead text) returns text []
-language sql as $$
-  select coalesce(array_agg(k.key order by k.key), '{}')
-  from ci_private.lead_touches as t inner join k on t.touch_id = k.id
-  where t.lead_id = pg_temp.id(p_lead) and t.led_to_booking
+language plpgsql as $$
+begin
+  perform ci_private.sync_lead_touches(current_setting('t.client')::uuid);
+  return (
+    select coalesce(array_agg(k.key order by k.key), '{}')
+    from ci_private.lead_touches as t inner join k on t.touch_id = k.id
+    where t.lead_id = pg_temp.id(p_lead) and t.led_to_booking
+  );
+end
 $$;
 -- What a rescore gives a lead now, beside what it has.
 create function pg_temp.score_matches(p_lead text) returns boolean
