@@ -91,10 +91,12 @@ begin
       select distinct u.id from unnest(p_lead_ids) as u (id) where u.id is not null
     ),
 
+    -- The client's converted leads read by client (not probed one by one by
+    -- id), and its marks through the partial index of marked touches: at
+    -- 21k leads, 0.65 s became 0.15 s.
     target as (
       select t.id
-      from k
-      inner join public.leads as l on k.id = l.id
+      from public.leads as l
       cross join lateral (
         select a.id
         from public.activities as a
@@ -107,7 +109,8 @@ begin
         order by a.created_at desc, a.id desc
         limit 1
       ) as t
-      where l.status::text = 'converted' and l.converted_at is not null
+      where l.client_id = p_client_id and l.id in (select k.id from k)
+        and l.status::text = 'converted' and l.converted_at is not null
     ),
 
     marked as (
@@ -116,9 +119,8 @@ begin
       where a.client_id = p_client_id and a.led_to_booking
       union
       select a.id
-      from k
-      inner join public.activities as a on k.id = a.lead_id
-      where a.led_to_booking
+      from public.activities as a
+      where coalesce(a.led_to_booking, false) and a.lead_id in (select k.id from k)
     ),
 
     wanted as (
