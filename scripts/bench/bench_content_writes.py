@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_trigger_overhead import default_dsn
+from benchlib import Measure, default_dsn, timed
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 SINGLES = 2000
@@ -118,7 +117,9 @@ def layer_indexes(conn: Conn) -> list[str]:
         "and indexrelid::regclass::text like '%activities_ci_%' order by 1").fetchall()]
 
 
-def timed(conn: Conn, mode: str, run: Any) -> float:
+def time_write(conn: Conn, mode: str, measure: Measure, run: Any) -> None:
+    """One run of a write in a transaction that is rolled back, in the given mode (the triggers
+    disabled and the indexes dropped inside that transaction), added to measure."""
     with conn.transaction(force_rollback=True):
         if mode != "layer":
             for name in layer_triggers(conn):
@@ -126,9 +127,7 @@ def timed(conn: Conn, mode: str, run: Any) -> float:
         if mode == "bare":
             for name in layer_indexes(conn):
                 conn.execute(f"drop index {name}")
-        t0 = time.perf_counter()
-        run()
-        return (time.perf_counter() - t0) * 1000.0
+        timed(conn, measure, run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: conn.execute(sql)
 
     measures = [*STATEMENTS, "bulk COPY of history"]
-    runs: dict[tuple[str, str, str], list[float]] = {}
+    runs = {(name, what, mode): Measure(f"{name}: {what}, {mode}")
+            for name in conns for what in measures for mode in MODES}
     try:
         for rep in range(args.reps + 1):
             for what in measures:
@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name in names:
                     modes = MODES if rep % 2 == 0 else tuple(reversed(MODES))
                     for mode in modes:
-                        ms = timed(conns[name], mode, runner(name, what))
-                        if rep > 0:  # the first repetition warms up
-                            runs.setdefault((name, what, mode), []).append(ms)
+                        # The first repetition warms up: timed, not kept.
+                        measure = runs[(name, what, mode)] if rep > 0 else Measure("warm-up")
+                        time_write(conns[name], mode, measure, runner(name, what))
     finally:
         for name, conn in conns.items():
             conn.execute("delete from public.activities where client_id = %s", (clients[name],))
@@ -187,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     for what in measures:
         rows = SINGLES if what != "bulk COPY of history" else 4 * args.leads
         for name in conns:
-            med = {m: statistics.median(runs[(name, what, m)]) for m in MODES}
+            med = {m: runs[(name, what, m)].median * 1000.0 for m in MODES}
             for mode in MODES:
-                r = runs[(name, what, mode)]
-                item = {"database": name, "measure": what, "mode": mode, "median_ms": med[mode], "min_ms": min(r),
-                        "rows": rows, "ratio_triggers_off": med[mode] / med["triggers off"],
+                fastest = runs[(name, what, mode)].fastest * 1000.0
+                item = {"database": name, "measure": what, "mode": mode, "median_ms": med[mode],
+                        "min_ms": fastest, "rows": rows, "ratio_triggers_off": med[mode] / med["triggers off"],
                         "ratio_bare": med[mode] / med["bare"]}
                 out.append(item)
-                print(f"{name:<10} {what:<26} {mode:<13} {med[mode]:>10.1f} {min(r):>9.1f} "
+                print(f"{name:<10} {what:<26} {mode:<13} {med[mode]:>10.1f} {fastest:>9.1f} "
                       f"{1000 * med[mode] / rows:>10.1f} {item['ratio_triggers_off']:>10.2f} {item['ratio_bare']:>7.2f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

@@ -43,14 +43,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_trigger_overhead import default_dsn
+from benchlib import Measure, default_dsn, timed
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "sidecar"))
@@ -128,8 +126,11 @@ def layer_indexes(conn: Conn) -> list[str]:
 VACUUMED = ("public.leads", "public.activities", "ci_private.lead_touches", "ci_private.lead_conversion_status")
 
 
-def time_write(conn: Conn, statement: str, disable: list[tuple[str, str]], drop: list[str]) -> float:
-    """One loop in a transaction that is rolled back, with the given triggers disabled and indexes dropped.
+def time_write(
+    conn: Conn, measure: Measure, statement: str, disable: list[tuple[str, str]], drop: list[str]
+) -> None:
+    """One loop in a transaction that is rolled back, with the given triggers disabled and indexes dropped,
+    added to measure.
 
     The tables are vacuumed first (not timed): the rolled-back rows of the previous run would
     otherwise slow this one (the same leads are written each time), which no committed write sees.
@@ -141,9 +142,7 @@ def time_write(conn: Conn, statement: str, disable: list[tuple[str, str]], drop:
             conn.execute(f'alter table public."{table}" disable trigger "{trigger}"')
         for index in drop:
             conn.execute(f'drop index public."{index}"')
-        t0 = time.perf_counter()
-        conn.execute(statement)
-        return time.perf_counter() - t0
+        timed(conn, measure, lambda: conn.execute(statement))
 
 
 def build_client(conn: Conn, leads: int, seed: int) -> str:
@@ -221,17 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         "clients": clients, "writes": args.writes, "runs": args.runs, "results": {},
     }
     for loop in loops:
-        times: dict[tuple[str, str], list[float]] = {k: [] for k in states}
+        times = {k: Measure(f"{loop}: {k[0]} / {k[1]}") for k in states}
         for rnd in range(args.runs):
             order = list(states) if rnd % 2 == 0 else list(reversed(states))
             for key in order:
                 db, _ = key
                 stmt = LOOPS[loop].format(client=clients[db]["id"], n=args.writes)
-                times[key].append(time_write(conns[db], stmt, *states[key]))
-            print(f"  {loop} round {rnd + 1}: " + ", ".join(f"{d}/{s} {times[(d, s)][-1] * 1e3:.0f}" for d, s in states),
-                  file=sys.stderr)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        best = {k: min(v) for k, v in times.items()}
+                time_write(conns[db], times[key], stmt, *states[key])
+            last = ", ".join(f"{d}/{s} {times[(d, s)].seconds[-1] * 1e3:.0f}" for d, s in states)
+            print(f"  {loop} round {rnd + 1}: {last}", file=sys.stderr)
+        med = {k: m.median for k, m in times.items()}
+        best = {k: m.fastest for k, m in times.items()}
         print(f"\n{loop} ({args.writes} statements, {args.runs} runs; ratios to the same database's baselines)")
         print(f"  {'database / state':<52} {'median ms':>10} {'min ms':>8} {'/trig off':>9} {'/bare':>7} {'+us/row':>8}")
         for db, s in states:
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {db + ' / ' + s:<52} {m * 1e3:>10.1f} {best[(db, s)] * 1e3:>8.1f} "
                   f"{m / off:>9.2f} {m / bare:>7.2f} {(m - off) / args.writes * 1e6:>8.1f}")
         report["results"][loop] = {f"{d} / {s}": {"median_s": med[(d, s)], "min_s": best[(d, s)],
-                                                  "runs_s": times[(d, s)]} for d, s in states}
+                                                  "runs_s": times[(d, s)].seconds} for d, s in states}
     for db, client in built.items():
         delete_client(conns[db], client)
     for conn in conns.values():

@@ -27,7 +27,8 @@ on conflict (key) do nothing;
 
 -- Rescore the given leads of a client (those not deleted) with the client's
 -- current context; returns how many were rescored. The batch step of
--- ci_jobs.rescore_pending; the same computation as ci_private.rescore_leads.
+-- ci_jobs.rescore_pending, and the one scoring UPDATE of a rescore:
+-- ci_private.rescore_leads (below) calls it with the client's lead ids.
 -- security definer: writes the leads' score columns for the job, whose owner
 -- is the migration role (on hosted Supabase not a superuser).
 create or replace function ci_private.rescore_lead_ids(p_client_id uuid, p_lead_ids uuid [])
@@ -82,6 +83,35 @@ $$;
 
 revoke execute on function ci_private.rescore_lead_ids(uuid, uuid []) from public, anon, authenticated;
 grant execute on function ci_private.rescore_lead_ids(uuid, uuid []) to service_role;
+
+-- Rescore a client's non-deleted leads (or one of them) in one statement, as of
+-- today, with the weights in force. Returns the number of leads rescored.
+-- The scoring UPDATE is rescore_lead_ids' (one copy of it): this passes the one
+-- lead, or the ids of the client's non-deleted leads, read just before.
+-- security definer: the layer's own bookkeeping columns; callers are checked by
+-- the public functions (or are trusted internal ones).
+create or replace function ci_private.rescore_leads(p_client_id uuid, p_lead_id uuid default null)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if p_lead_id is not null then
+    return ci_private.rescore_lead_ids(p_client_id, array[p_lead_id]);
+  end if;
+  return ci_private.rescore_lead_ids(
+    p_client_id,
+    array(
+      select l.id from public.leads as l
+      where l.client_id = p_client_id and l.deleted_at is null
+    )
+  );
+end
+$$;
+
+revoke execute on function ci_private.rescore_leads(uuid, uuid) from public, anon, authenticated;
+grant execute on function ci_private.rescore_leads(uuid, uuid) to service_role;
 
 -- Work off the rescore queue: each queued client (oldest request first) in
 -- batches of p_batch leads (default setting rescore_batch), each batch
