@@ -34,6 +34,20 @@ begin
 end
 $$;
 
+-- One touch's hash for the per-lead fingerprint: its id, time (whole
+-- microseconds) and channel in one 64-bit hash, so that touches trading
+-- times or channels change the sum (sums per column did not), and exact
+-- (a float sum of times depended on the order rows were added in).
+create or replace function ci_private.touch_hash(p_id uuid, p_at timestamptz, p_channel integer)
+returns bigint
+language sql immutable parallel safe
+set search_path = ''
+as $$
+  select pg_catalog.uuid_hash_extended(
+    p_id, pg_catalog.hashint8extended((extract(epoch from p_at) * 1000000)::bigint, p_channel::bigint)
+  )
+$$;
+
 -- Where a read of one client's kept rows stands: the client, the statement
 -- (its start time), and this transaction's count of inserted, updated and
 -- deleted activities. Equal to the value sync_lead_touches stored in the
@@ -55,8 +69,8 @@ $$;
 
 -- Bring one client's kept rows up to date with its activities: each lead's
 -- kept rows are compared with its outbound touches (finite time, known
--- channel) by a fingerprint (count, send times, touch ids, channels, marked
--- touch ids), each side aggregated in one pass by lead; the leads that
+-- channel) by a fingerprint (count, sum of per-touch hashes of id, time and
+-- channel, the same over the marked touches), each side aggregated in one pass by lead; the leads that
 -- differ are recomputed (recompute_lead_touches: numbering, gaps, channel
 -- masks and sequence codes; content keys kept by touch id, new touches
 -- pending). A client never built is built whole (rebuild_lead_touches).
@@ -91,10 +105,8 @@ begin
     select
       a.lead_id,
       count(*) as n,
-      sum(date_part('epoch', a.created_at)) as t,
-      sum(pg_catalog.uuid_hash(a.id)::bigint) as h,
-      sum(ci_private.channel_code(a.channel)) as c,
-      sum(pg_catalog.uuid_hash(a.id)::bigint) filter (where a.led_to_booking) as m
+      sum(ci_private.touch_hash(a.id, a.created_at, ci_private.channel_code(a.channel))) as h,
+      sum(ci_private.touch_hash(a.id, a.created_at, ci_private.channel_code(a.channel))) filter (where a.led_to_booking) as m
     from public.activities as a
     where a.client_id = p_client_id
       and ci_private.is_outbound_action(a.action)
@@ -108,10 +120,8 @@ begin
     select
       t.lead_id,
       count(*) as n,
-      sum(date_part('epoch', t.created_at)) as t,
-      sum(pg_catalog.uuid_hash(t.touch_id)::bigint) as h,
-      sum(t.channel) as c,
-      sum(pg_catalog.uuid_hash(t.touch_id)::bigint) filter (where t.led_to_booking) as m
+      sum(ci_private.touch_hash(t.touch_id, t.created_at, t.channel)) as h,
+      sum(ci_private.touch_hash(t.touch_id, t.created_at, t.channel)) filter (where t.led_to_booking) as m
     from ci_private.lead_touches as t
     where t.client_id = p_client_id
     group by t.lead_id
@@ -120,7 +130,7 @@ begin
   select array_agg(coalesce(w.lead_id, k.lead_id)) into v_leads
   from want as w
   full join kept as k on w.lead_id = k.lead_id
-  where (w.n, w.t, w.h, w.c, w.m) is distinct from (k.n, k.t, k.h, k.c, k.m);
+  where (w.n, w.h, w.m) is distinct from (k.n, k.h, k.m);
   leads := coalesce(cardinality(v_leads), 0);
   if v_leads is not null then
     touch_rows := ci_private.recompute_lead_touches(array_fill(p_client_id, array[cardinality(v_leads)]), v_leads);
@@ -155,6 +165,8 @@ comment on function ci_private.ensure_lead_touches(uuid, boolean) is
 'The kept per-lead touches of one client up to date (ci_private.sync_lead_touches); returns the rows '
 'written. p_verify is ignored (kept for the old signature: every call compares).';
 
+revoke execute on function ci_private.touch_hash(uuid, timestamptz, integer) from public, anon, authenticated;
+grant execute on function ci_private.touch_hash(uuid, timestamptz, integer) to service_role;
 revoke execute on function ci_private.lead_touches_sync_point(uuid) from public, anon, authenticated;
 grant execute on function ci_private.lead_touches_sync_point(uuid) to service_role;
 revoke execute on function ci_private.sync_lead_touches(uuid) from public, anon, authenticated;
