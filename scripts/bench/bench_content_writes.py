@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import Measure, default_dsn, timed
+from benchlib import Measure, default_dsn, layer_indexes, layer_triggers, timed
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 SINGLES = 2000
@@ -105,27 +105,15 @@ def history_rows(conn: Conn, client: uuid.UUID) -> list[tuple[Any, ...]]:
     return rows
 
 
-def layer_triggers(conn: Conn) -> list[str]:
-    return [str(r[0]) for r in conn.execute(
-        "select tgname from pg_trigger where tgrelid = 'public.activities'::regclass and not tgisinternal "
-        "and tgname like 'activities_ci_%' order by 1").fetchall()]
-
-
-def layer_indexes(conn: Conn) -> list[str]:
-    return [str(r[0]) for r in conn.execute(
-        "select indexrelid::regclass::text from pg_index where indrelid = 'public.activities'::regclass "
-        "and indexrelid::regclass::text like '%activities_ci_%' order by 1").fetchall()]
-
-
 def time_write(conn: Conn, mode: str, measure: Measure, run: Any) -> None:
     """One run of a write in a transaction that is rolled back, in the given mode (the triggers
     disabled and the indexes dropped inside that transaction), added to measure."""
     with conn.transaction(force_rollback=True):
         if mode != "layer":
-            for name in layer_triggers(conn):
+            for _, name in layer_triggers(conn, ("activities",)):
                 conn.execute(f'alter table public.activities disable trigger "{name}"')
         if mode == "bare":
-            for name in layer_indexes(conn):
+            for name in layer_indexes(conn, ("activities",)):
                 conn.execute(f"drop index {name}")
         timed(conn, measure, run)
 

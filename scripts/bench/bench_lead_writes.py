@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import Measure, default_dsn, timed
+from benchlib import Measure, default_dsn, layer_indexes, layer_triggers, timed
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "sidecar"))
@@ -105,24 +105,6 @@ LOOPS = {
 }
 
 
-def layer_triggers(conn: Conn) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        r"""select c.relname, t.tgname from pg_trigger as t join pg_class as c on c.oid = t.tgrelid
-            where c.relnamespace = 'public'::regnamespace and c.relname in ('leads', 'activities')
-              and not t.tgisinternal and t.tgname like '%\_ci\_%' order by 1, 2"""
-    ).fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def layer_indexes(conn: Conn) -> list[str]:
-    rows = conn.execute(
-        r"""select indexname from pg_indexes
-            where schemaname = 'public' and tablename in ('leads', 'activities') and indexname like '%\_ci\_%'
-            order by 1"""
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
 VACUUMED = ("public.leads", "public.activities", "ci_private.lead_touches", "ci_private.lead_conversion_status")
 
 
@@ -141,7 +123,7 @@ def time_write(
         for table, trigger in disable:
             conn.execute(f'alter table public."{table}" disable trigger "{trigger}"')
         for index in drop:
-            conn.execute(f'drop index public."{index}"')
+            conn.execute(f"drop index {index}")
         timed(conn, measure, lambda: conn.execute(statement))
 
 

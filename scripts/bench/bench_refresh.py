@@ -64,7 +64,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import psycopg
-from benchlib import Measure, default_dsn, timed
+from benchlib import Measure, default_dsn, layer_indexes, layer_triggers, timed
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "sidecar"))
@@ -235,27 +235,6 @@ WRITES = {
 COPY_NAME = "bulk COPY of history"
 COPY_COLUMNS = ("client_id", "lead_id", "channel", "action", "created_at", "sequence_step", "subject",
                 "content_preview", "metadata", "content_snapshot")
-
-
-def layer_triggers(conn: Conn) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        r"""select c.relname, t.tgname from pg_trigger as t join pg_class as c on c.oid = t.tgrelid
-            where c.relnamespace = 'public'::regnamespace and c.relname in ('leads', 'activities')
-              and not t.tgisinternal and t.tgname like '%\_ci\_%'"""
-    ).fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def layer_indexes(conn: Conn) -> list[str]:
-    """The layer's own indexes on the host's tables (named *_ci_*, none backing a constraint)."""
-    rows = conn.execute(
-        r"""select i.indexrelid::regclass::text from pg_index as i join pg_class as c on c.oid = i.indrelid
-            join pg_class as x on x.oid = i.indexrelid
-            where c.relnamespace = 'public'::regnamespace and c.relname in ('leads', 'activities')
-              and x.relname like '%\_ci\_%'
-              and not exists (select 1 from pg_constraint as k where k.conindid = i.indexrelid)"""
-    ).fetchall()
-    return [str(r[0]) for r in rows]
 
 
 Baseline = tuple[list[tuple[str, str]], list[str]]  # triggers to disable, indexes to drop

@@ -61,3 +61,29 @@ def timed(conn: psycopg.Connection[Any], measure: Measure, work: Callable[[], ob
         measure.seconds.append(time.perf_counter() - t0)
     if fp.peak_mb is not None:
         measure.peak_mb.append(fp.peak_mb)
+
+
+def layer_triggers(conn: psycopg.Connection[Any], tables: tuple[str, ...] = ("leads", "activities")) -> list[tuple[str, str]]:
+    """The layer's own triggers (named *_ci_*) on the given tables of the host, as (table, trigger), ordered."""
+    rows = conn.execute(
+        r"""select c.relname, t.tgname from pg_trigger as t join pg_class as c on c.oid = t.tgrelid
+            where c.relnamespace = 'public'::regnamespace and c.relname = any(%s)
+              and not t.tgisinternal and t.tgname like '%%\_ci\_%%' order by 1, 2""",
+        (list(tables),),
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def layer_indexes(conn: psycopg.Connection[Any], tables: tuple[str, ...] = ("leads", "activities")) -> list[str]:
+    """The layer's own indexes on the given tables of the host (named *_ci_*, none backing a
+    constraint), as names ready for DROP INDEX, ordered."""
+    rows = conn.execute(
+        r"""select i.indexrelid::regclass::text from pg_index as i join pg_class as c on c.oid = i.indrelid
+            join pg_class as x on x.oid = i.indexrelid
+            where c.relnamespace = 'public'::regnamespace and c.relname = any(%s)
+              and x.relname like '%%\_ci\_%%'
+              and not exists (select 1 from pg_constraint as k where k.conindid = i.indexrelid)
+            order by 1""",
+        (list(tables),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
