@@ -18,11 +18,13 @@
 -- done on the first touch of each (as a column of its own sub-query: a window
 -- function's argument is evaluated again for each row it is read for), and a
 -- second window over the same partition and order hands the result to the
--- others. A sort of the pending touches,
--- whatever the estimates. Partitions are keyed by a 64-bit hash first, so the
--- sort compares the (long) jsonb only for equal hashes. Same rows and
--- values as the released function (tests/test_pending_content.py compares the
--- two).
+-- others; a sort of the pending touches, whatever the estimates. Partitions
+-- are keyed by a 64-bit hash first, so the sort compares the (long) jsonb only
+-- for equal hashes. And each pending touch's activity and lead are probed by
+-- key: the released joins became a scan of every client's activities when the
+-- statistics guessed many pending rows (0.1 s here with nothing pending;
+-- seconds on a host's table). Same rows and values as the released function
+-- (tests/test_pending_content.py compares the two).
 create or replace function ci_private.pending_content(p_client_id uuid)
 returns table (
   lead_id uuid, touch_no integer, touch_id uuid, digest uuid, features ci_private.content_features, label_text text
@@ -40,8 +42,21 @@ as $$
       ) end as input,
       l.company, l.first_name, l.last_name, l.title, l.organization_industry as industry
     from ci_private.lead_touches as t
-    inner join public.activities as a on a.id = t.touch_id
-    left join public.leads as l on l.id = t.lead_id
+    -- Each pending touch's activity and lead probed by key (offset 0 keeps the
+    -- probes): work in proportion to what is pending, never a scan of every
+    -- activity because the statistics guessed many pending rows.
+    cross join lateral (
+      select a.content_snapshot, a.subject, a.content_preview, a.metadata
+      from public.activities as a
+      where a.id = t.touch_id
+      offset 0
+    ) as a
+    left join lateral (
+      select l.company, l.first_name, l.last_name, l.title, l.organization_industry
+      from public.leads as l
+      where l.id = t.lead_id
+      offset 0
+    ) as l on true
     where t.client_id = p_client_id
       and t.content_key is null
   ),
