@@ -32,6 +32,7 @@ returns table (
 language sql stable
 set search_path = ''
 set work_mem = '256MB'
+set jit = off
 as $$
   with src as materialized (
     select
