@@ -52,7 +52,6 @@ set jit = off
 as $$
 declare
   v_prev text := pg_catalog.current_setting('ci.deriving', true);
-  v_diff jsonb;
   v_converted integer := 0;
   v_unconverted integer := 0;
   v_retimed integer := 0;
@@ -63,7 +62,9 @@ begin
   end if;
   perform pg_catalog.set_config('ci.deriving', 'on', true);
 
-  -- The leads whose state differs from their history, read set-based.
+  -- One statement (one snapshot): the leads whose state differs from their
+  -- history, read set-based, then only those written, each probed by key
+  -- (a join to the whole client could be planned as a scan of every lead).
   with calc as (
     -- Each live lead of the client with its status path and, over its
     -- bookings after its last un-conversion: the first with a finite time,
@@ -97,62 +98,44 @@ begin
     from calc as c
   ),
 
-  diff as (
+  diff as materialized (
     select
       w.*,
       (w.s is not null or w.first_booking is not null) as want_converted,
       least(w.s, w.first_booking) as want_at
     from want as w
+    where (w.status = 'converted') is distinct from (w.s is not null or w.first_booking is not null)
+      or ((w.s is not null or w.first_booking is not null) and w.converted_at is distinct from least(w.s, w.first_booking))
+  ),
+
+  upd as (
+    update public.leads as l
+    set
+      status = case when d.want_converted then 'converted' else 'in_sequence' end::public.lead_status,
+      converted_at = d.want_at
+    from diff as d
+    where l.id = d.id
+      and l.id = any((select array_agg(d2.id) from diff as d2)::uuid [])
+      -- Unchanged since it was read: a lead a writer changed meanwhile is theirs.
+      and l.status::text = d.status
+      and l.converted_at is not distinct from d.converted_at
+    returning d.id, d.client_id, d.s, d.unconverted_at, d.pinned, d.status, d.want_converted
+  ),
+
+  pin as (
+    -- A lead whose state the layer changed keeps its status path as it was
+    -- read (so a booking that converted it is not taken for the status path).
+    insert into ci_private.lead_conversion_status (lead_id, client_id, status_converted_at, unconverted_at)
+    select u.id, u.client_id, u.s, u.unconverted_at from upd as u where not u.pinned
+    on conflict (lead_id) do nothing
   )
 
-  select jsonb_agg(jsonb_build_object(
-    'id', d.id, 'client_id', d.client_id, 'status', d.status, 'converted_at', d.converted_at, 's', d.s,
-    'unconverted_at', d.unconverted_at, 'pinned', d.pinned, 'want_converted', d.want_converted, 'want_at', d.want_at
-  ))
-  into v_diff
-  from diff as d
-  where (d.status = 'converted') is distinct from d.want_converted
-    or (d.want_converted and d.converted_at is distinct from d.want_at);
-
-  -- Only those written, each probed by key (a join to the whole client could
-  -- be planned as a scan of every lead of every client).
-  if v_diff is not null then
-    with d as (
-      select x.*
-      from jsonb_to_recordset(v_diff) as x (
-        id uuid, client_id uuid, status text, converted_at timestamptz, s timestamptz,
-        unconverted_at timestamptz, pinned boolean, want_converted boolean, want_at timestamptz
-      )
-    ),
-
-    upd as (
-      update public.leads as l
-      set
-        status = case when d.want_converted then 'converted' else 'in_sequence' end::public.lead_status,
-        converted_at = d.want_at
-      from d
-      where l.id = d.id
-        -- Unchanged since it was read: a lead a writer changed meanwhile is theirs.
-        and l.status::text = d.status
-        and l.converted_at is not distinct from d.converted_at
-      returning d.id, d.client_id, d.s, d.unconverted_at, d.pinned, d.status, d.want_converted
-    ),
-
-    pin as (
-      -- A lead whose state the layer changed keeps its status path as it was
-      -- read (so a booking that converted it is not taken for the status path).
-      insert into ci_private.lead_conversion_status (lead_id, client_id, status_converted_at, unconverted_at)
-      select u.id, u.client_id, u.s, u.unconverted_at from upd as u where not u.pinned
-      on conflict (lead_id) do nothing
-    )
-
-    select
-      count(*) filter (where u.status is distinct from 'converted' and u.want_converted)::integer,
-      count(*) filter (where u.status = 'converted' and not u.want_converted)::integer,
-      count(*) filter (where u.status = 'converted' and u.want_converted)::integer
-    into v_converted, v_unconverted, v_retimed
-    from upd as u;
-  end if;
+  select
+    count(*) filter (where u.status is distinct from 'converted' and u.want_converted)::integer,
+    count(*) filter (where u.status = 'converted' and not u.want_converted)::integer,
+    count(*) filter (where u.status = 'converted' and u.want_converted)::integer
+  into v_converted, v_unconverted, v_retimed
+  from upd as u;
 
   select * into v_marks from ci_private.remark_client(p_client_id);
   perform pg_catalog.set_config('ci.deriving', coalesce(v_prev, ''), true);
@@ -185,38 +168,34 @@ set jit = off
 as $$
 declare
   v_prev text := pg_catalog.current_setting('ci.deriving', true);
-  v_target uuid [];
-  v_add uuid [];
-  v_remove uuid [];
 begin
   perform pg_catalog.set_config('ci.deriving', 'on', true);
-  added := 0;
-  removed := 0;
-  -- The touch each converted lead should have marked.
-  select coalesce(array_agg(t.id), '{}'::uuid []) into v_target
-  from public.leads as l
-  cross join lateral (
-    select a.id
-    from public.activities as a
-    where a.lead_id = l.id
-      and a.client_id = l.client_id
-      and ci_private.is_outbound_action(a.action)
-      and a.created_at > '-infinity'::timestamptz
-      and a.created_at < 'infinity'::timestamptz
-      and a.created_at <= l.converted_at
-    order by a.created_at desc, a.id desc
-    limit 1
-  ) as t
-  where l.client_id = p_client_id
-    and l.status::text = 'converted'
-    and l.converted_at is not null;
+  -- One statement (one snapshot: a booking committed meanwhile is either
+  -- seen whole or not at all), writing only the touches that change, each
+  -- probed by key.
+  with target as (
+    -- The touch each converted lead should have marked.
+    select t.id
+    from public.leads as l
+    cross join lateral (
+      select a.id
+      from public.activities as a
+      where a.lead_id = l.id
+        and a.client_id = l.client_id
+        and ci_private.is_outbound_action(a.action)
+        and a.created_at > '-infinity'::timestamptz
+        and a.created_at < 'infinity'::timestamptz
+        and a.created_at <= l.converted_at
+      order by a.created_at desc, a.id desc
+      limit 1
+    ) as t
+    where l.client_id = p_client_id
+      and l.status::text = 'converted'
+      and l.converted_at is not null
+  ),
 
-  -- Those not yet marked (probed by key), and the marked touches of the
-  -- client or of its leads that are not wanted.
-  v_add := array(
-    select a.id from public.activities as a where a.id = any(v_target) and a.led_to_booking is not true
-  );
-  v_remove := array(
+  -- The marked touches of the client or of its leads.
+  marked as (
     select a.id
     from public.activities as a
     where a.client_id = p_client_id and a.led_to_booking
@@ -226,19 +205,29 @@ begin
     inner join public.activities as a on l.id = a.lead_id
     where l.client_id = p_client_id
       and coalesce(a.led_to_booking, false)
-    except
-    select u.id from unnest(v_target) as u (id)
-  );
+  ),
 
-  -- Written by key, each only when there is something to write.
-  if cardinality(v_add) > 0 then
-    update public.activities as a set led_to_booking = true where a.id = any(v_add);
-    get diagnostics added = row_count;
-  end if;
-  if cardinality(v_remove) > 0 then
-    update public.activities as a set led_to_booking = false where a.id = any(v_remove);
-    get diagnostics removed = row_count;
-  end if;
+  wanted as materialized (
+    select t.id, true as mark from target as t
+    union all
+    select m.id, false from marked as m where m.id not in (select t.id from target as t)
+  ),
+
+  changed as (
+    update public.activities as a
+    set led_to_booking = w.mark
+    from wanted as w
+    where a.id = w.id
+      and a.id = any((select array_agg(w2.id) from wanted as w2)::uuid [])
+      and a.led_to_booking is distinct from w.mark
+    returning w.mark
+  )
+
+  select
+    count(*) filter (where c.mark)::integer,
+    count(*) filter (where not c.mark)::integer
+  into added, removed
+  from changed as c;
   perform pg_catalog.set_config('ci.deriving', coalesce(v_prev, ''), true);
 end
 $$;

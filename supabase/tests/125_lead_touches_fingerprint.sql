@@ -5,8 +5,12 @@
 -- hashes) equal: the sync must still bring the kept rows up to date.
 -- 4: nothing changed: a second sync (a later statement) recomputes no lead
 -- (float sums of epochs taken in two orders differ in their last bits).
+-- 5: a send re-timed by 71 min 34.967297 s with the triggers off (the pair of
+-- times the 0.3.0 hash folded alike, found in a later review).
+-- 6-7: the refresh's steps keep jit = off (set by ALTER FUNCTION, which a later
+-- CREATE OR REPLACE without it would silently drop).
 begin;
-select plan(4);
+select plan(7);
 
 create temp table k as
 select '00000000-0000-0000-0000-0000000000d1'::uuid as client_id, '00000000-0000-0000-0000-00000000d001'::uuid as lead_id;
@@ -59,6 +63,14 @@ update public.activities set channel = case channel when 'email' then 'sms'::pub
 where id in ('00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000000e2');
 select is(pg_temp.stale(), 0::bigint, 'two touches swap channels with triggers off: sync catches it');
 rollback to savepoint s;
+update public.activities set created_at = timestamptz '2026-03-01 10:00+00'
+where id = '00000000-0000-0000-0000-0000000000e1';
+select ci_private.sync_lead_touches(k.client_id) from k;
+select set_config('ci.lead_touches_synced', '', true);
+update public.activities set created_at = timestamptz '2026-03-01 11:11:34.967297+00'
+where id = '00000000-0000-0000-0000-0000000000e1';
+select is(pg_temp.stale(), 0::bigint, 'a send re-timed by 71:34.967297 with triggers off: sync catches it');
+rollback to savepoint s;
 alter table public.activities enable trigger user;
 
 -- 4: 100 leads of 40 touches with microseconds, inserted out of time order.
@@ -79,6 +91,37 @@ set local enable_indexonlyscan = off;
 set local enable_bitmapscan = off;
 select set_config('ci.lead_touches_synced', '', true);
 select is((select s.leads from k, ci_private.sync_lead_touches(k.client_id) as s), 0, 'nothing changed: no lead recomputed');
+
+select is(
+  (
+    select array_agg(p.oid::regprocedure::text order by p.oid::regprocedure::text)
+    from pg_proc as p
+    where p.oid in (
+      'public.refresh_conversion_patterns(uuid)'::regprocedure, 'public.reconcile_conversions(uuid)'::regprocedure,
+      'ci_private.reconcile_client_conversions(uuid)'::regprocedure, 'ci_private.sync_lead_touches(uuid)'::regprocedure,
+      'ci_private.fill_content_features(uuid)'::regprocedure, 'ci_private.pending_content(uuid)'::regprocedure,
+      'ci_private.rebuild_lead_touches(uuid)'::regprocedure,
+      'ci_private.recompute_lead_touches(uuid[], uuid[])'::regprocedure,
+      'ci_private.derive_client_conversions(uuid)'::regprocedure, 'ci_private.remark_client(uuid)'::regprocedure
+    )
+      and not coalesce(p.proconfig @> array['jit=off'], false)
+  ),
+  null,
+  'the refresh''s steps before the detectors run without JIT'
+);
+select is(
+  (
+    select count(*)::integer from pg_proc as p
+    where p.oid in (
+      'public.detect_who_patterns(uuid)'::regprocedure, 'ci_private.prepare_touches(uuid)'::regprocedure,
+      'ci_private.what_patterns(uuid)'::regprocedure, 'ci_private.when_patterns()'::regprocedure,
+      'ci_private.how_patterns()'::regprocedure
+    )
+      and p.proconfig @> array['jit=off']
+  ),
+  5,
+  'the detectors run without JIT'
+);
 
 select * from finish();
 rollback;
