@@ -32,6 +32,7 @@ as $$
 $$;
 
 comment on function ci_private.touch_hash(uuid, timestamptz, integer) is
-'One touch''s fingerprint term: a 64-bit hash of (activity id, created_at to the microsecond between 1715 and 2242, channel code). '
+'One touch''s fingerprint term: a 64-bit hash of (activity id, created_at to the microsecond between 1715 '
+'and 2242, channel code). '
 'sync_lead_touches sums it per lead over the activities and over the kept rows; unequal sums mean the lead''s '
 'kept rows are recomputed. Inlined into the calling query (no SET clause, IMMUTABLE body).';
