@@ -464,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                 rescore.seconds.append(time.perf_counter() - t0)
                 rescored.append(int(row[0]))
                 # The rescore rewrote every lead: vacuumed, as autovacuum does in the week
-                # between two refreshes. Back to back, each refresh would read the dead rows of
-                # the rescores before it (at 100k leads: 13.1-13.5 s, against 7.2-7.4 s).
+                # between two refreshes (back to back, each refresh would read the dead rows of
+                # the rescores before it; at 100k leads the refresh measured 13.1-13.5 s
+                # without this and 14.2-14.9 s with it, within this machine's noise).
                 conn.execute("vacuum public.leads")
 
         for rnd in range(args.runs):
