@@ -41,3 +41,13 @@ def conn(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """An autocommit connection as the database owner."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture()
+def tx(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """One transaction, rolled back: nothing the test writes is ever seen by others."""
+    with psycopg.connect(dsn) as connection:
+        try:
+            yield connection
+        finally:
+            connection.rollback()

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from .test_plan_robustness import Explained
 
@@ -66,16 +64,6 @@ def released_body() -> str:
     )
     assert match, "the released definition is in its migration"
     return match.group(0).replace("ci_private.pending_content(", "pg_temp.pending_content_released(", 1)
-
-
-@pytest.fixture()
-def tx(dsn: str) -> Iterator[Conn]:
-    """One transaction, rolled back."""
-    with psycopg.connect(dsn) as connection:
-        try:
-            yield connection
-        finally:
-            connection.rollback()
 
 
 def _client(conn: Conn, leads: int, per_lead: int) -> uuid.UUID:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 LEADS_SQL = """
 insert into public.leads (id, client_id, first_name, last_name, title, organization_industry,
@@ -104,16 +103,6 @@ class Explained:
         # Each statement's own nodes; a statement that calls functions is logged
         # apart from the statements inside them, so nothing is counted twice.
         return sum(_node_work(p["Plan"]) for p in self.run(sql, params))
-
-
-@pytest.fixture()
-def tx(dsn: str) -> Iterator[Conn]:
-    """One transaction, rolled back: nothing the test writes is ever seen by others."""
-    with psycopg.connect(dsn) as connection:
-        try:
-            yield connection
-        finally:
-            connection.rollback()
 
 
 def _client(conn: Conn, leads: int) -> uuid.UUID:
