@@ -9,9 +9,12 @@
 --   * the conversion time reads nothing for a change between two open
 --     statuses, and still clears a stray converted_at there;
 --   * the triggers' calls of derive_conversions / remark_leads run with
---     generic plans through their wrappers; the reconciliation does not.
+--     generic plans through their wrappers; the reconciliation does not;
+--   * the status path's own triggers (mark, conversion time) keep generic
+--     plans (set by ALTER FUNCTION, which a later CREATE OR REPLACE without
+--     the SET clause would drop): planned at every call they cost 2x.
 begin;
-select plan(28);
+select plan(29);
 
 select from set_config('t.client', gen_random_uuid()::text, true);
 insert into public.clients (id, name, icp_industries, icp_locations)
@@ -236,6 +239,19 @@ select ok(
     from before, run
   ),
   'the reconciliation finds nothing to correct and plans per call as before (no wrapper)'
+);
+
+select is(
+  (
+    select array_agg(p.oid::regprocedure::text order by p.oid::regprocedure::text)
+    from pg_proc as p
+    where p.oid in (
+      'ci_private.leads_mark_converting_touch()'::regprocedure, 'ci_private.leads_conversion_time()'::regprocedure
+    )
+      and p.proconfig @> array['plan_cache_mode=force_generic_plan']
+  ),
+  array['ci_private.leads_conversion_time()', 'ci_private.leads_mark_converting_touch()'],
+  'the status path''s triggers plan once (generic plans)'
 );
 
 select * from finish();

@@ -1,0 +1,21 @@
+-- A lead's status change to converted without planning at every call
+-- (issue 15: status -> converted <= 2x a bare update).
+--
+-- The mark trigger (leads_mark_converting_touch) probes the lead, its last
+-- outbound touch at or before converted_at and its other marked touches, each
+-- a statement with PL/pgSQL parameters. The plan cache judged the generic plan
+-- dearer than the custom ones (the client's and the time's estimates) and so
+-- planned all three at every call: about 0.5 ms of planning against 0.05 ms of
+-- execution, most of it proving the activities' partial-index predicates.
+-- Measured on a 21,000-lead client, 400 leads per round, three interleaved
+-- rounds, one UPDATE of status per lead (min / mean ms per update):
+--   as released                               0.64 / 0.73
+--   mark trigger with generic plans           0.30 / 0.39
+--   ... and the conversion-time trigger too   0.28 / 0.37
+--   ... and the scoring trigger too           0.32 / 0.40 (no gain: left as is)
+-- Generic plans are right for these statements: each probes one lead by key
+-- (leads_pkey, activities_ci_outbound_touch_idx, activities_ci_lead_mark_idx,
+-- activities_ci_conversion_idx), whatever the client's size. The SET clause
+-- costs microseconds per call.
+alter function ci_private.leads_mark_converting_touch() set plan_cache_mode = force_generic_plan;
+alter function ci_private.leads_conversion_time() set plan_cache_mode = force_generic_plan;
