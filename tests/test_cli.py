@@ -175,6 +175,26 @@ def test_apply_weights_applies_and_records(dsn: str, conn: Conn) -> None:
     assert row is not None and {k: float(v) for k, v in row[0].items()} == weights
 
 
+def test_apply_weights_to_a_large_client_queues_its_rescore(dsn: str, conn: Conn) -> None:
+    """Over rescore_inline_max leads the weights are applied and the leads queued, not rescored in the call."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        cid = generate(c, GeneratorConfig(seed=64, clients=1, leads_per_client=30,
+                                          client_name_prefix="CLI weights large")).client_ids[0]
+        old = c.execute("select value from ci_private.settings where key = 'rescore_inline_max'").fetchone()
+        c.execute("update ci_private.settings set value = '10' where key = 'rescore_inline_max'")
+        try:
+            weights = {"data_quality": 0.10, "authority": 0.35, "company_fit": 0.25, "timing": 0.15}
+            proc = run_ci(dsn, "apply-weights", str(cid), "--weights", json.dumps(weights))
+            assert proc.returncode == 0, proc.stderr
+            assert "leads queued for a rescore" in proc.stdout
+            queued = c.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s", (cid,)).fetchone()
+            assert queued == (1,)
+        finally:
+            c.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
+                      (old[0] if old else "5000",))
+            c.execute("delete from ci_private.als_rescore_queue where client_id = %s", (cid,))
+
+
 def test_reconcile(dsn: str, conn: Conn, client: str) -> None:
     exists = conn.execute("select to_regprocedure('public.reconcile_conversions(uuid)') is not null").fetchone()
     proc = run_ci(dsn, "reconcile", client, "--json")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ci_sidecar.client import PATTERN_TYPES, CiClient, Pattern, PatternSet
+from ci_sidecar.client import PATTERN_TYPES, CiClient, Pattern, PatternSet, WeightsResult
 from ci_sidecar.context import build_context
 from ci_sidecar.errors import EXIT_ERROR, EXIT_INVALID, CiError, InvalidInput
 
@@ -152,12 +152,19 @@ def _json_arg(text: str, name: str) -> Any:
         raise InvalidInput(f"{name} is not JSON: {exc}") from None
 
 
+def _rescore_note(r: WeightsResult) -> str:
+    """What applying the weights did to the leads' scores, for a person."""
+    if r.rescore_queued:
+        return "leads queued for a rescore (large client: the rescore job, every 5 minutes, or the next refresh)"
+    return f"{r.rescored:,} leads rescored"
+
+
 def _cmd_apply_weights(ci: CiClient, a: argparse.Namespace) -> Any:
     r = ci.apply_learned_weights(a.client, _json_arg(a.weights, "--weights"),
                                  _json_arg(a.metrics, "--metrics") if a.metrics else {})
     if a.json:
         return r.raw
-    print(f"applied {r.weights}; {r.rescored:,} leads rescored" if r.applied else f"not applied: {r.reason}")
+    print(f"applied {r.weights}; {_rescore_note(r)}" if r.applied else f"not applied: {r.reason}")
     return None
 
 
@@ -238,7 +245,7 @@ def _cmd_fit(ci: CiClient, a: argparse.Namespace) -> Any:
         if not a.json:
             d = out.decision
             if out.applied is not None:
-                print(f"{cid}: applied {out.applied.weights} ({out.applied.rescored:,} leads rescored): "
+                print(f"{cid}: applied {out.applied.weights} ({_rescore_note(out.applied)}): "
                       f"{d.get('reason', '')}")
             elif out.proposed:
                 print(f"{cid}: would apply {d.get('new_weights')} (dry run): {d.get('reason', '')}")

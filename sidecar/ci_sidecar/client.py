@@ -195,6 +195,9 @@ class WeightsResult:
     weights: dict[str, float]
     previous_weights: dict[str, float]
     rescored: int
+    """Leads rescored in the call (a client of at most rescore_inline_max leads, 5000)."""
+    rescore_queued: bool
+    """A larger client: its leads wait for ci_jobs.rescore_pending (every 5 minutes) or its next refresh."""
     reason: str | None
     raw: dict[str, Any] = field(repr=False)
 
@@ -493,7 +496,8 @@ class CiClient:
             applied=bool(raw.get("applied")),
             weights={str(k): _float(v) for k, v in _dict(raw.get("weights")).items()},
             previous_weights={str(k): _float(v) for k, v in _dict(raw.get("previous_weights")).items()},
-            rescored=_int(raw.get("rescored")), reason=raw.get("reason"), raw=raw,
+            rescored=_int(raw.get("rescored")), rescore_queued=bool(raw.get("rescore_queued")),
+            reason=raw.get("reason"), raw=raw,
         )
 
     def reconcile_conversions(self, client_id: Id) -> Reconciliation:

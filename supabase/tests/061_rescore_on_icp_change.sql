@@ -1,8 +1,12 @@
 -- Scores follow what they depend on (issue 13): a change of a client's ICP or
 -- learned weights rescores its leads, set-based: at once for a small client,
 -- queued for the next refresh (or ci_private.rescore_pending) for a large one.
+-- Applying learned weights (ci_private.apply_als_weights, the refresh's and
+-- apply_learned_weights' path) goes the same way, once: 0.4.0's rescored the
+-- leads a second time itself, a large client inside the refresh.
 begin;
-select plan(8);
+select plan(13);
+set local track_functions = 'all';
 
 insert into public.clients (id, name, icp_industries)
 values ('00000000-0000-0000-0000-00000000d061', 'icp small', '{SaaS}');
@@ -66,6 +70,42 @@ select results_eq(
              where q.client_id = '00000000-0000-0000-0000-00000000e061') $$,
   $$ values (4, 0) $$,
   '... every lead now follows the new ICP, and the client has left the queue'
+);
+
+
+-- Learned weights applied to the large client: queued, not rescored in the call.
+select is(
+  ci_private.apply_als_weights('00000000-0000-0000-0000-00000000e061',
+    '{"data_quality": 0.10, "authority": 0.40, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}')
+  - 'applied_at' - 'weights' - 'previous_weights',
+  '{"applied": true, "rescored": 0, "rescore_queued": true}'::jsonb,
+  'learned weights for a large client: applied and queued, no lead rescored in the call'
+);
+select is(
+  (select count(*)::int from public.leads as l
+   where l.client_id = '00000000-0000-0000-0000-00000000e061' and (l.als_weights_used ->> 'authority')::numeric = 0.40),
+  0,
+  '... its leads keep the weights they were scored with until the queue is worked off'
+);
+select is(ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000e061'), 4, '... then rescored, once');
+
+-- The small client: rescored once, by the trigger, in the call.
+update ci_private.settings set value = '5000' where key = 'rescore_inline_max';
+create temp table calls on commit drop as
+select pg_stat_get_xact_function_calls('ci_private.rescore_leads(uuid, uuid)'::regprocedure) as n;
+select is(
+  ci_private.apply_als_weights('00000000-0000-0000-0000-00000000d061',
+    '{"data_quality": 0.10, "authority": 0.40, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}')
+  - 'applied_at' - 'weights' - 'previous_weights',
+  '{"applied": true, "rescored": 3, "rescore_queued": false}'::jsonb,
+  'learned weights for a small client: its 3 leads rescored in the call'
+);
+select is(
+  (select count(*)::int from public.leads as l
+   where l.client_id = '00000000-0000-0000-0000-00000000d061' and (l.als_weights_used ->> 'authority')::numeric = 0.40)
+  || '/' || (pg_stat_get_xact_function_calls('ci_private.rescore_leads(uuid, uuid)'::regprocedure) - (select n from calls)),
+  '3/1',
+  '... with the new weights, by one rescore (not the trigger''s and then the function''s own)'
 );
 
 select * from finish();

@@ -1,0 +1,103 @@
+-- Applying learned weights rescores a client once, and a large client through
+-- the rescore queue (issue 15: the refresh's cost; issue 13's design).
+--
+-- Since the rescore_on_icp_change migration, the weights' own trigger on
+-- clients (clients_ci_als_context_upd) rescores a small client (at most
+-- rescore_inline_max leads, 5000) in the UPDATE and queues a larger one for
+-- ci_jobs.rescore_pending (every five minutes, in batches of 5,000 leads) or
+-- the client's next refresh. ci_private.apply_als_weights, written before that,
+-- still called ci_private.rescore_leads after its UPDATE: a small client was
+-- rescored twice, and a large one inside the refresh that applied the weights,
+-- every lead row of the client locked until the refresh committed, and again
+-- when the queue was worked off. Profiled at 100,000 leads (warm session, the
+-- weights applied by every refresh): rescore_leads took 5.6-6.5 s of a 13 s
+-- refresh; bench_refresh's refresh figures (13.1-14.9 s) included it.
+--
+-- Now apply_als_weights stores the weights and leaves the rescore to that
+-- trigger: 'rescored' is the number of leads rescored in this call and the new
+-- 'rescore_queued' says the client waits in ci_private.als_rescore_queue. The
+-- same weights applied again (the trigger does not fire) rescore a small
+-- client as before and leave a large one as it is: its leads already carry
+-- those weights, or are queued for them.
+create or replace function ci_private.apply_als_weights(p_client_id uuid, p_weights jsonb, p_decision jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_max integer := coalesce(ci_private.setting('rescore_inline_max')::integer, 5000);
+  v_old jsonb;
+  v_stored jsonb;
+  v_new jsonb;
+  v_rescored integer;
+  v_sample integer;
+  v_queued boolean;
+  v_leads integer;
+begin
+  perform ci_private.assert_client_access(p_client_id, true);
+  if jsonb_typeof(p_decision -> 'applied') = 'boolean' and not (p_decision ->> 'applied')::boolean then
+    return jsonb_build_object(
+      'applied', false,
+      'reason', 'the decision says not applied: ' || coalesce(p_decision ->> 'reason', 'no reason given')
+    );
+  end if;
+  if not ci_private.als_valid_weights(p_weights) then
+    raise exception 'invalid ALS weights %', coalesce(p_weights::text, 'null')
+      using errcode = 'invalid_parameter_value',
+      hint = 'four numbers data_quality, authority, company_fit, timing, each in [0.05, 0.50], summing to 0.85';
+  end if;
+
+  v_new := ci_private.als_quantize_weights(p_weights);
+  v_sample := case
+    when jsonb_typeof(p_decision -> 'n') = 'number' then (p_decision ->> 'n')::numeric::integer
+  end;
+  select ci_private.als_weights_in_force(c.als_learned_weights), c.als_learned_weights into v_old, v_stored
+  from public.clients as c
+  where c.id = p_client_id
+  for update;
+
+  -- New weights: the clients trigger rescores a small client here, or queues a large one.
+  update public.clients
+  set als_learned_weights = v_new,
+    als_weights_updated_at = pg_catalog.now(),
+    conversion_sample_count = coalesce(v_sample, conversion_sample_count)
+  where id = p_client_id;
+
+  v_queued := exists (select 1 from ci_private.als_rescore_queue as q where q.client_id = p_client_id);
+  if v_queued then
+    v_rescored := 0;
+  else
+    select count(*)::integer into v_leads
+    from (
+      select 1 from public.leads as l
+      where l.client_id = p_client_id and l.deleted_at is null
+      limit v_max + 1
+    ) as x;
+    if v_stored is distinct from v_new then
+      -- Rescored by the trigger, in the UPDATE above.
+      v_rescored := v_leads;
+    elsif v_leads <= v_max then
+      v_rescored := ci_private.rescore_leads(p_client_id);
+    else
+      v_rescored := 0;
+    end if;
+  end if;
+  return jsonb_build_object(
+    'applied', true,
+    'weights', v_new,
+    'previous_weights', v_old,
+    'rescored', v_rescored,
+    'rescore_queued', v_queued,
+    'applied_at', pg_catalog.now()
+  );
+end
+$$;
+
+comment on function public.apply_learned_weights(uuid, jsonb, jsonb) is
+'Apply ALS weights fitted outside the database (the sidecar''s ci fit-weights): p_weights {data_quality, '
+'authority, company_fit, timing}, each 0.05..0.50, summing to 0.85 (else 22023); p_metrics the decision, '
+'recorded (applied=false in it: nothing applied). Stores them at 4 decimals; a client of at most '
+'rescore_inline_max leads (5000) is rescored at once, a larger one is queued for ci_jobs.rescore_pending '
+'(every 5 minutes) and its next refresh. Returns {applied, weights, previous_weights, rescored (leads '
+'rescored in this call), rescore_queued, applied_at}. Owners, admins, service_role; others 42501.';
