@@ -5,7 +5,8 @@ over ``ci_stats.weights``) on the very input it gets (``ci_private.als_learning_
 the weights in force, ``ci_private.who_confidence`` of the sample, the same minimum of 30
 outcomes and 10 conversions), so that on the same data it proposes the same weights; then
 it applies them through ``public.apply_learned_weights`` (which validates them, stores them
-at 4 decimals and rescores the client's leads), with the decision as the metrics.
+at 4 decimals and rescores the client's leads, or queues a client of more than 5,000 leads for
+the rescore job), with the decision as the metrics.
 
 Needs a connection that may read ``ci_private`` (the database owner or service_role).
 """

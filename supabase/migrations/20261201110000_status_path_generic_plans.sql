@@ -17,5 +17,8 @@
 -- (leads_pkey, activities_ci_outbound_touch_idx, activities_ci_lead_mark_idx,
 -- activities_ci_conversion_idx), whatever the client's size. The SET clause
 -- costs microseconds per call.
+-- The setting holds for everything the functions run, so a host's own trigger
+-- on activities fired by the mark's UPDATE also plans generically (review:
+-- no layer statement there needs otherwise).
 alter function ci_private.leads_mark_converting_touch() set plan_cache_mode = force_generic_plan;
 alter function ci_private.leads_conversion_time() set plan_cache_mode = force_generic_plan;

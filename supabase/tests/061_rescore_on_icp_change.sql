@@ -5,7 +5,7 @@
 -- apply_learned_weights' path) goes the same way, once: 0.4.0's rescored the
 -- leads a second time itself, a large client inside the refresh.
 begin;
-select plan(13);
+select plan(17);
 set local track_functions = 'all';
 
 insert into public.clients (id, name, icp_industries)
@@ -107,6 +107,57 @@ select is(
   '3/1',
   '... with the new weights, by one rescore (not the trigger''s and then the function''s own)'
 );
+
+-- Whatever the trigger did not do, the call does (review of the change):
+-- a small client waiting in the queue is rescored in the call and leaves it,
+update ci_private.settings set value = '1' where key = 'rescore_inline_max';
+update public.clients set icp_locations = '{DE}' where id = '00000000-0000-0000-0000-00000000d061';
+update ci_private.settings set value = '5000' where key = 'rescore_inline_max';
+select is(
+  ci_private.apply_als_weights('00000000-0000-0000-0000-00000000d061',
+    '{"data_quality": 0.10, "authority": 0.40, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}')
+  - 'applied_at' - 'weights' - 'previous_weights',
+  '{"applied": true, "rescored": 3, "rescore_queued": false}'::jsonb,
+  'the same weights again for a small client waiting in the queue: rescored in the call, out of the queue'
+);
+-- a large client with a lead not scored with the weights in force (restored
+-- from a soft delete, which rescores nothing) is queued, not left as it is,
+update ci_private.settings set value = '1' where key = 'rescore_inline_max';
+update public.leads set deleted_at = now()
+where id = (select min(l.id::text)::uuid from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000e061');
+select ci_private.apply_als_weights('00000000-0000-0000-0000-00000000e061',
+  '{"data_quality": 0.15, "authority": 0.35, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}');
+select ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000e061');
+update public.leads set deleted_at = null where client_id = '00000000-0000-0000-0000-00000000e061';
+select is(
+  ci_private.apply_als_weights('00000000-0000-0000-0000-00000000e061',
+    '{"data_quality": 0.15, "authority": 0.35, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}')
+  - 'applied_at' - 'weights' - 'previous_weights',
+  '{"applied": true, "rescored": 0, "rescore_queued": true}'::jsonb,
+  'the same weights again for a large client with a lead scored otherwise: queued'
+);
+select is(
+  (select count(*)::int from public.leads as l
+   where l.client_id = '00000000-0000-0000-0000-00000000e061' and (l.als_weights_used ->> 'data_quality')::numeric = 0.15),
+  3,
+  '... (until then 3 of its 4 leads carry them)'
+);
+-- and in a replica-mode session (the weights' trigger does not fire) a small
+-- client is still rescored with the new weights, by the call.
+update ci_private.settings set value = '5000' where key = 'rescore_inline_max';
+set local session_replication_role = replica;
+create temp table replica_apply on commit drop as
+select ci_private.apply_als_weights('00000000-0000-0000-0000-00000000d061',
+  '{"data_quality": 0.20, "authority": 0.30, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}') as r;
+select is(
+  (select r - 'applied_at' - 'weights' - 'previous_weights' from replica_apply)
+  || jsonb_build_object('leads_with_them', (
+    select count(*) from public.leads as l
+    where l.client_id = '00000000-0000-0000-0000-00000000d061' and (l.als_weights_used ->> 'data_quality')::numeric = 0.20)),
+  '{"applied": true, "rescored": 3, "rescore_queued": false, "leads_with_them": 3}'::jsonb,
+  'in a replica-mode session (no trigger) a small client is rescored with the new weights by the call'
+);
+set local session_replication_role = origin;
 
 select * from finish();
 rollback;
