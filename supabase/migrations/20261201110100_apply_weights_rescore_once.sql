@@ -25,6 +25,11 @@
 --     (ci_jobs.rescore_pending, every five minutes in batches; the next
 --     refresh; or public.rescore_client_leads at once): never rescored inside
 --     the call, which would hold every lead row of the client locked.
+-- Both this function and the trigger (a new copy of it below) take the
+-- client's queue row before its context and leads, in the order of the rescore
+-- job and rescore_if_pending: the trigger used to rescore a small client
+-- first and remove its queue row last, and a rescore of the same client under
+-- way then deadlocked with it (tests/test_apply_weights_locks.py).
 -- 'rescored' is the number of leads rescored in this call (by the trigger or
 -- by the function), and the new 'rescore_queued' says the client waits in
 -- ci_private.als_rescore_queue. The check "any lead not scored with these
@@ -68,6 +73,10 @@ begin
   from public.clients as c
   where c.id = p_client_id
   for update;
+  -- The queue row next (when there is one), before the context and the
+  -- leads: the order of the rescore job and rescore_if_pending, so that they
+  -- wait for each other instead of deadlocking.
+  perform 1 from ci_private.als_rescore_queue as q where q.client_id = p_client_id for update;
 
   -- New weights: the clients trigger rescores a small client here, or queues a large one.
   update public.clients
@@ -88,19 +97,23 @@ begin
     where l.client_id = p_client_id and l.deleted_at is null and l.als_weights_used is distinct from v_new
   );
   v_queued := exists (select 1 from ci_private.als_rescore_queue as q where q.client_id = p_client_id);
-  if v_leads <= v_max and (v_stale or v_queued) then
-    v_rescored := ci_private.rescore_leads(p_client_id);
-    delete from ci_private.als_rescore_queue as q where q.client_id = p_client_id;
+  if v_leads <= v_max then
+    if v_stale or v_queued then
+      delete from ci_private.als_rescore_queue as q where q.client_id = p_client_id;
+      v_rescored := ci_private.rescore_leads(p_client_id);
+    elsif v_stored is distinct from v_new then
+      -- Every lead scored with the new weights: by the trigger, in the UPDATE above.
+      v_rescored := v_leads;
+    else
+      v_rescored := 0;
+    end if;
     v_queued := false;
-  elsif v_stale then
-    insert into ci_private.als_rescore_queue as q (client_id) values (p_client_id)
-    on conflict (client_id) do update set requested_at = pg_catalog.now();
-    v_queued := true;
-    v_rescored := 0;
-  elsif v_stored is distinct from v_new then
-    -- Every lead scored with the new weights: by the trigger, in the UPDATE above.
-    v_rescored := v_leads;
   else
+    if v_stale then
+      insert into ci_private.als_rescore_queue as q (client_id) values (p_client_id)
+      on conflict (client_id) do update set requested_at = pg_catalog.now();
+      v_queued := true;
+    end if;
     v_rescored := 0;
   end if;
   return jsonb_build_object(
@@ -113,6 +126,45 @@ begin
   );
 end
 $$;
+
+-- The weights' and ICP's trigger on clients, released in the
+-- rescore_on_icp_change migration, with its locks in the same order as the
+-- rescore job's and rescore_if_pending's (the queue row, then the context and
+-- the leads): it refreshed the context and rescored a small client before
+-- removing its queue row, so a rescore job working on that client at the same
+-- time deadlocked with it (review: 4 runs of 4). Same effects otherwise.
+create or replace function ci_private.clients_refresh_als_context()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_max integer := coalesce(ci_private.setting('rescore_inline_max')::integer, 5000);
+  v_leads integer;
+begin
+  if tg_op = 'UPDATE' then
+    select count(*) into v_leads
+    from (
+      select 1 from public.leads as l
+      where l.client_id = new.id and l.deleted_at is null
+      limit v_max + 1
+    ) as x;
+    if v_leads <= v_max then
+      delete from ci_private.als_rescore_queue as q where q.client_id = new.id;
+    else
+      insert into ci_private.als_rescore_queue as q (client_id) values (new.id)
+      on conflict (client_id) do update set requested_at = pg_catalog.now();
+    end if;
+  end if;
+  perform ci_private.refresh_als_context(new.id);
+  if tg_op = 'UPDATE' and v_leads <= v_max then
+    perform ci_private.rescore_leads(new.id);
+  end if;
+  return null;
+end
+$$;
+
 
 comment on function public.apply_learned_weights(uuid, jsonb, jsonb) is
 'Apply ALS weights fitted outside the database (the sidecar''s ci fit-weights): p_weights {data_quality, '

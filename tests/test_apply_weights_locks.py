@@ -1,0 +1,89 @@
+"""Applying learned weights and the rescore queue take their locks in one order, so they wait, not deadlock.
+
+The refresh's ``rescore_if_pending`` and the job ``ci_jobs.rescore_pending`` lock a client's queue row,
+then rescore its leads (and write its scoring context). ``apply_als_weights`` and the weights' trigger
+on ``clients`` used to rescore a small client's leads first and remove its queue row last: with a
+rescore of the same client under way, each waited for the other (SQLSTATE 40P01, reproduced in a
+review). Here the rescore holds the queue row while the weights are applied in another connection;
+the application must wait at the queue row, holding no lead, so the rescore finishes and both commit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+pytestmark = pytest.mark.db
+
+Conn = psycopg.Connection[tuple[object, ...]]
+W_IN_FORCE = {"data_quality": 0.10, "authority": 0.40, "company_fit": 0.20, "timing": 0.15}
+W_NEW = {"data_quality": 0.12, "authority": 0.38, "company_fit": 0.20, "timing": 0.15}
+
+
+@pytest.fixture()
+def queued_small_client(conn: Conn) -> Iterator[uuid.UUID]:
+    """A client of 2,000 leads (under rescore_inline_max) scored with W_IN_FORCE and waiting in the queue."""
+    client = uuid.uuid4()
+    conn.execute("insert into public.clients (id, name) values (%s, 'apply weights locks')", (client,))
+    conn.execute("insert into public.leads (client_id, email, title, organization_industry) "
+                 "select %s, 'l' || g || '@example.com', 'VP Sales', 'software' from generate_series(1, 2000) as g",
+                 (client,))
+    conn.execute("select ci_private.apply_als_weights(%s, %s, '{\"applied\": true}')", (client, Jsonb(W_IN_FORCE)))
+    conn.execute("insert into ci_private.als_rescore_queue (client_id) values (%s) on conflict do nothing", (client,))
+    try:
+        yield client
+    finally:
+        conn.execute("delete from public.clients where id = %s", (client,))
+
+
+def waiting_on_a_lock(conn: Conn, pid: int) -> bool:
+    row = conn.execute("select wait_event_type from pg_stat_activity where pid = %s", (pid,)).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+@pytest.mark.parametrize("weights", [W_IN_FORCE, W_NEW], ids=["same weights", "new weights (the trigger)"])
+def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, queued_small_client: uuid.UUID,
+                                                        weights: dict[str, float]) -> None:
+    client = queued_small_client
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(dsn) as rescore, psycopg.connect(dsn) as apply:
+        # The rescore's first step, as rescore_if_pending takes it: the queue row.
+        rescore.execute("delete from ci_private.als_rescore_queue where client_id = %s", (client,))
+        apply_pid = apply.info.backend_pid
+
+        def run_apply() -> None:
+            try:
+                row = apply.execute("select ci_private.apply_als_weights(%s, %s, '{\"applied\": true}')",
+                                    (client, Jsonb(weights))).fetchone()
+                apply.commit()
+                outcome["result"] = row[0] if row else None
+            except psycopg.Error as exc:  # a deadlock would land here
+                apply.rollback()
+                outcome["error"] = exc.sqlstate
+
+        worker = threading.Thread(target=run_apply)
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not waiting_on_a_lock(conn, apply_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting_on_a_lock(conn, apply_pid), "the application should wait for the queue row"
+        # The rescore's second step: every lead of the client (and its context).
+        try:
+            rescore.execute("select ci_private.rescore_leads(%s)", (client,))
+            rescore.commit()
+        except psycopg.Error as exc:
+            rescore.rollback()
+            outcome["rescore_error"] = exc.sqlstate
+        worker.join(30)
+    assert "error" not in outcome and "rescore_error" not in outcome, outcome
+    carried = conn.execute("select count(*) filter (where als_weights_used = %s), count(*) from public.leads "
+                           "where client_id = %s", (Jsonb(weights), client)).fetchone()
+    assert carried == (2000, 2000)
+    assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
+                        (client,)).fetchone() == (0,)
