@@ -1,5 +1,7 @@
 """Applying learned weights and the rescore queue take their locks in one order, so they wait, not deadlock.
 
+Small clients are rescored in the call, large ones queued; both are tried.
+
 The refresh's ``rescore_if_pending`` and the job ``ci_jobs.rescore_pending`` lock a client's queue row,
 then rescore its leads (and write its scoring context). ``apply_als_weights`` and the weights' trigger
 on ``clients`` used to rescore a small client's leads first and remove its queue row last: with a
@@ -26,9 +28,11 @@ W_IN_FORCE = {"data_quality": 0.10, "authority": 0.40, "company_fit": 0.20, "tim
 W_NEW = {"data_quality": 0.12, "authority": 0.38, "company_fit": 0.20, "timing": 0.15}
 
 
-@pytest.fixture()
-def queued_small_client(conn: Conn) -> Iterator[uuid.UUID]:
-    """A client of 2,000 leads (under rescore_inline_max) scored with W_IN_FORCE and waiting in the queue."""
+@pytest.fixture(params=["small", "large"])
+def queued_client(request: pytest.FixtureRequest, conn: Conn) -> Iterator[tuple[uuid.UUID, bool]]:
+    """A client of 2,000 leads scored with W_IN_FORCE and waiting in the queue; large: rescore_inline_max 10."""
+    large = request.param == "large"
+    old = conn.execute("select value from ci_private.settings where key = 'rescore_inline_max'").fetchone()
     client = uuid.uuid4()
     conn.execute("insert into public.clients (id, name) values (%s, 'apply weights locks')", (client,))
     conn.execute("insert into public.leads (client_id, email, title, organization_industry) "
@@ -36,9 +40,13 @@ def queued_small_client(conn: Conn) -> Iterator[uuid.UUID]:
                  (client,))
     conn.execute("select ci_private.apply_als_weights(%s, %s, '{\"applied\": true}')", (client, Jsonb(W_IN_FORCE)))
     conn.execute("insert into ci_private.als_rescore_queue (client_id) values (%s) on conflict do nothing", (client,))
+    if large:
+        conn.execute("update ci_private.settings set value = '10' where key = 'rescore_inline_max'")
     try:
-        yield client
+        yield client, large
     finally:
+        conn.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
+                     (str(old[0]) if old else "5000",))
         conn.execute("delete from public.clients where id = %s", (client,))
 
 
@@ -48,9 +56,9 @@ def waiting_on_a_lock(conn: Conn, pid: int) -> bool:
 
 
 @pytest.mark.parametrize("weights", [W_IN_FORCE, W_NEW], ids=["same weights", "new weights (the trigger)"])
-def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, queued_small_client: uuid.UUID,
+def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, queued_client: tuple[uuid.UUID, bool],
                                                         weights: dict[str, float]) -> None:
-    client = queued_small_client
+    client, large = queued_client
     outcome: dict[str, Any] = {}
     with psycopg.connect(dsn) as rescore, psycopg.connect(dsn) as apply:
         # The rescore's first step, as rescore_if_pending takes it: the queue row.
@@ -84,6 +92,9 @@ def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, qu
     assert "error" not in outcome and "rescore_error" not in outcome, outcome
     carried = conn.execute("select count(*) filter (where als_weights_used = %s), count(*) from public.leads "
                            "where client_id = %s", (Jsonb(weights), client)).fetchone()
-    assert carried == (2000, 2000)
-    assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
-                        (client,)).fetchone() == (0,)
+    queue = conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s", (client,)).fetchone()
+    if large and weights != W_IN_FORCE:
+        # Rescored by the rescore under way with the weights then committed; the new ones are queued.
+        assert carried == (0, 2000) and queue == (1,) and outcome["result"]["rescore_queued"] is True
+    else:
+        assert carried == (2000, 2000) and queue == (0,)
