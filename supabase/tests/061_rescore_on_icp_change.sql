@@ -5,7 +5,7 @@
 -- apply_learned_weights' path) goes the same way, once: 0.4.0's rescored the
 -- leads a second time itself, a large client inside the refresh.
 begin;
-select plan(17);
+select plan(19);
 set local track_functions = 'all';
 
 insert into public.clients (id, name, icp_industries)
@@ -158,6 +158,22 @@ select is(
   'in a replica-mode session (no trigger) a small client is rescored with the new weights by the call'
 );
 set local session_replication_role = origin;
+
+-- Timing ages: a lead scored when its role was new (6 points) whose role is
+-- now eight months old (3 points) is rescored by the refresh's step, and only
+-- that lead (the stored timing is set back by hand, as if scored in the past).
+update public.leads set employment_start_date = current_date - interval '8 months'
+where id = (select min(l.id::text)::uuid from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000d061');
+update public.leads set als_timing = 6
+where id = (select min(l.id::text)::uuid from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000d061');
+select is(ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000d061'), 1,
+  'a client not queued: the one lead whose timing aged since it was scored is rescored');
+select results_eq(
+  $$ select l.als_timing from public.leads as l
+     where l.id = (select min(x.id::text)::uuid from public.leads as x where x.client_id = '00000000-0000-0000-0000-00000000d061') $$,
+  $$ values (3) $$,
+  '... with the timing of today (a role of eight months: 3)'
+);
 
 select * from finish();
 rollback;
