@@ -155,8 +155,8 @@ def _json_arg(text: str, name: str) -> Any:
 def _rescore_note(r: WeightsResult) -> str:
     """What applying the weights did to the leads' scores, for a person."""
     if r.rescore_queued:
-        return ("leads queued for a rescore (over 5,000 leads: the rescore job within 5 minutes, the next refresh, "
-                "or `ci rescore CLIENT` now)")
+        return ("leads queued for a rescore (a client over rescore_inline_max, 5,000 leads by default: the rescore "
+                "job within 5 minutes, the next refresh, or `ci rescore CLIENT` now)")
     return f"{r.rescored:,} leads rescored"
 
 

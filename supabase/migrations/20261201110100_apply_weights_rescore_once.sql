@@ -101,8 +101,9 @@ begin
     if v_stale or v_queued then
       delete from ci_private.als_rescore_queue as q where q.client_id = p_client_id;
       v_rescored := ci_private.rescore_leads(p_client_id);
-    elsif v_stored is distinct from v_new then
-      -- Every lead scored with the new weights: by the trigger, in the UPDATE above.
+    elsif v_stored is distinct from v_new and pg_catalog.current_setting('session_replication_role') <> 'replica' then
+      -- Every lead scored with the new weights: by the trigger, in the UPDATE above
+      -- (which a replica-mode session does not fire).
       v_rescored := v_leads;
     else
       v_rescored := 0;

@@ -235,3 +235,35 @@ begin
   );
 end
 $$;
+
+-- What the detectors write, said exactly (they store no pattern).
+comment on function public.detect_who_patterns(uuid) is
+'Compute the WHO pattern now (titles, industries, size bands, timing signals as of the first outbound touch, '
+'and the ALS weight-learning decision in weight_learning); stores no pattern, and brings the layer''s kept '
+'per-lead touches up to date in a read-write transaction (in a read-only one it reads first touches from the '
+'activities: same answer). Rates per lead with an outcome. Members read; others 42501.';
+
+comment on function public.detect_what_patterns(uuid) is
+'Compute the WHAT pattern now (subject patterns, pain points, CTAs, angles, lengths, personalisation); stores no '
+'pattern, brings the kept per-lead touches up to date and builds temporary tables, so it needs a read-write '
+'transaction (else 25006). Rates per touch sent (P(the touch is the converting touch)). Members read; others 42501.';
+
+comment on function public.detect_when_patterns(uuid) is
+'Compute the WHEN pattern now (local days and hours, converting-touch distribution, per-position hazard, '
+'gaps, time to booking); stores no pattern, needs a read-write transaction (else 25006: it builds temporary '
+'tables). Local time: the lead''s zone, else the campaign''s, else the client''s, else UTC. Members read; '
+'others 42501.';
+
+comment on function public.detect_how_patterns(uuid) is
+'Compute the HOW pattern now (channel sequences with per-step hazards, first channel, multi-channel lift, '
+'channel by tier); stores no pattern, needs a read-write transaction (else 25006: it builds temporary tables). '
+'Members read; others 42501.';
+
+comment on function ci_private.sync_lead_touches(uuid) is
+'Bring one client''s kept per-lead touches (ci_private.lead_touches) up to date with its activities: '
+'leads whose kept rows differ from their outbound touches (count, times, ids, channels, marks) are '
+'recomputed; a client never built is built whole. Returns (leads, touch_rows): leads recomputed, rows '
+'written. Cost: one aggregate pass over the client''s outbound touches and one over its kept rows, '
+'once per statement (a later call in the same statement, with no activity written since by this '
+'transaction, returns (0, 0) at once). In a read-only transaction it writes nothing and returns (0, 0): '
+'the kept rows stay as they are.';
