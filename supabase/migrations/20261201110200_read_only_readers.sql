@@ -4,10 +4,10 @@
 -- detect_who_patterns brings the kept per-lead touches up to date first
 -- (ci_private.sync_lead_touches). After any send since the last read-write
 -- read, that wrote lead_touches, and the read-only call failed with "cannot
--- execute DELETE in a read-only transaction". Now the comparison is skipped in
--- a read-only transaction, and WHO (ci_private.who_lead_counts) takes each
--- lead's first touch from the activities there, as it does for a client never
--- built: the same answer as a read-write call, not the kept rows' stale one
+-- execute DELETE in a read-only transaction". Now WHO
+-- (ci_private.who_lead_counts) neither brings them up to date nor reads them
+-- in a read-only transaction: it takes each lead's first touch from the
+-- activities there, as it does for a client never built: the same answer as a read-write call, not the kept rows' stale one
 -- (review: an imported client never read had no kept rows, and a merge's
 -- moved touches were kept for neither lead). Outside read-only transactions
 -- nothing changes but one filter that makes the activities' path agree with
@@ -21,79 +21,9 @@
 -- now fails first, with the same SQLSTATE (25006) and a message that says
 -- what to do instead.
 --
--- sync_lead_touches is the body of the lead_touches_read_time migration,
--- with jit = off (migration 100300) and the read-only branch added;
--- who_lead_counts the body of the who_plan migration with the two changes
--- above.
-
-create or replace function ci_private.sync_lead_touches(p_client_id uuid, out leads integer, out touch_rows integer)
-language plpgsql volatile security definer
-set search_path = ''
-set jit = off
-as $$
-declare
-  v_leads uuid [];
-begin
-  leads := 0;
-  touch_rows := 0;
-  -- Read once per statement: the refresh reads the kept rows four times
-  -- (reconciliation, content fill, WHO, the per-touch relation). Skipped when
-  -- this statement already brought this client up to date and this
-  -- transaction has written no activity since (its own inserts, updates and
-  -- deletes of activities are counted by the statistics of the transaction).
-  if pg_catalog.current_setting('ci.lead_touches_synced', true) = ci_private.lead_touches_sync_point(p_client_id) then
-    return;
-  end if;
-  -- A read-only transaction (a PostgREST GET, a hot standby) cannot write the
-  -- kept rows: its readers read them as the last read-write statement left
-  -- them (WHO reads a client never built from its activities).
-  if pg_catalog.current_setting('transaction_read_only')::boolean then
-    return;
-  end if;
-  if not exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id) then
-    touch_rows := ci_private.rebuild_lead_touches(p_client_id);
-    select count(distinct t.lead_id)::integer into leads from ci_private.lead_touches as t where t.client_id = p_client_id;
-    perform pg_catalog.set_config('ci.lead_touches_synced', ci_private.lead_touches_sync_point(p_client_id), true);
-    return;
-  end if;
-  with want as (
-    select
-      a.lead_id,
-      count(*) as n,
-      sum(ci_private.touch_hash(a.id, a.created_at, ci_private.channel_code(a.channel))) as h,
-      sum(ci_private.touch_hash(a.id, a.created_at, ci_private.channel_code(a.channel))) filter (where a.led_to_booking) as m
-    from public.activities as a
-    where a.client_id = p_client_id
-      and ci_private.is_outbound_action(a.action)
-      and a.created_at > '-infinity'::timestamptz
-      and a.created_at < 'infinity'::timestamptz
-      and ci_private.channel_code(a.channel) is not null
-    group by a.lead_id
-  ),
-
-  kept as (
-    select
-      t.lead_id,
-      count(*) as n,
-      sum(ci_private.touch_hash(t.touch_id, t.created_at, t.channel)) as h,
-      sum(ci_private.touch_hash(t.touch_id, t.created_at, t.channel)) filter (where t.led_to_booking) as m
-    from ci_private.lead_touches as t
-    where t.client_id = p_client_id
-    group by t.lead_id
-  )
-
-  select array_agg(coalesce(w.lead_id, k.lead_id)) into v_leads
-  from want as w
-  full join kept as k on w.lead_id = k.lead_id
-  where (w.n, w.h, w.m) is distinct from (k.n, k.h, k.m);
-  leads := coalesce(cardinality(v_leads), 0);
-  if v_leads is not null then
-    touch_rows := ci_private.recompute_lead_touches(array_fill(p_client_id, array[cardinality(v_leads)]), v_leads);
-  end if;
-  perform pg_catalog.set_config('ci.lead_touches_synced', ci_private.lead_touches_sync_point(p_client_id), true);
-end
-$$;
-
+-- who_lead_counts is the body of the who_plan migration with the changes
+-- above. sync_lead_touches is unchanged: WHO does not call it in a read-only
+-- transaction.
 
 -- The per-touch relation of one client, built once per statement; refuses a
 -- read-only transaction with a message that says what to do (see the header).
@@ -157,6 +87,7 @@ declare
   v_sizes int4multirange;
   v_locations text [];
   v_built boolean;
+  v_read_only boolean;
   v_client_zone text;
 begin
   select k.industries, k.sizes, k.locations into v_industries, v_sizes, v_locations
@@ -167,11 +98,14 @@ begin
   from public.clients as c
   left join ci_private.timezone_names as z on z.zone_key = lower(btrim(c.timezone))
   where c.id = p_client_id;
-  perform ci_private.sync_lead_touches(p_client_id);
-  -- In a read-only transaction the kept rows could not be brought up to date
-  -- (sync_lead_touches skips them there): first touches come from the
-  -- activities themselves, as for a client never built.
-  v_built := not pg_catalog.current_setting('transaction_read_only')::boolean
+  v_read_only := pg_catalog.current_setting('transaction_read_only')::boolean;
+  if not v_read_only then
+    perform ci_private.sync_lead_touches(p_client_id);
+  end if;
+  -- In a read-only transaction the kept rows cannot be brought up to date:
+  -- first touches come from the activities themselves, as for a client never
+  -- built.
+  v_built := not v_read_only
     and exists (select 1 from ci_private.lead_touches_built as b where b.client_id = p_client_id);
 
   return query
@@ -258,12 +192,3 @@ comment on function public.detect_how_patterns(uuid) is
 'Compute the HOW pattern now (channel sequences with per-step hazards, first channel, multi-channel lift, '
 'channel by tier); stores no pattern, needs a read-write transaction (else 25006: it builds temporary tables). '
 'Members read; others 42501.';
-
-comment on function ci_private.sync_lead_touches(uuid) is
-'Bring one client''s kept per-lead touches (ci_private.lead_touches) up to date with its activities: '
-'leads whose kept rows differ from their outbound touches (count, times, ids, channels, marks) are '
-'recomputed; a client never built is built whole. Returns (leads, touch_rows): leads recomputed, rows '
-'written. Cost: one aggregate pass over the client''s outbound touches and one over its kept rows, '
-'once per statement (a later call in the same statement, with no activity written since by this '
-'transaction, returns (0, 0) at once). In a read-only transaction it writes nothing and returns (0, 0): '
-'the kept rows stay as they are.';
