@@ -35,6 +35,27 @@
 -- ci_private.als_rescore_queue. The check "any lead not scored with these
 -- weights" stops at the first such lead; when there is none it reads the
 -- client's leads once (0.23-0.24 s at 100,000 leads, measured).
+-- A client small enough to rescore in the statement that changed its ICP or
+-- weights: its non-deleted leads when at most rescore_inline_max (5000 by
+-- default), else null (read up to that many plus one). Used by the weights'
+-- trigger and apply_als_weights, so both draw the line in the same place.
+create or replace function ci_private.rescore_inline_leads(p_client_id uuid)
+returns integer
+language sql stable
+set search_path = ''
+as $$
+  select case when c.n <= m.max then c.n end
+  from (select coalesce(ci_private.setting('rescore_inline_max')::integer, 5000) as max) as m
+  cross join lateral (
+    select count(*)::integer as n
+    from (
+      select 1 from public.leads as l
+      where l.client_id = p_client_id and l.deleted_at is null
+      limit m.max + 1
+    ) as y
+  ) as c
+$$;
+
 create or replace function ci_private.apply_als_weights(p_client_id uuid, p_weights jsonb, p_decision jsonb)
 returns jsonb
 language plpgsql
@@ -42,7 +63,6 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_max integer := coalesce(ci_private.setting('rescore_inline_max')::integer, 5000);
   v_old jsonb;
   v_stored jsonb;
   v_new jsonb;
@@ -86,18 +106,13 @@ begin
   where id = p_client_id;
   perform ci_private.refresh_als_context(p_client_id);
 
-  select count(*)::integer into v_leads
-  from (
-    select 1 from public.leads as l
-    where l.client_id = p_client_id and l.deleted_at is null
-    limit v_max + 1
-  ) as x;
+  v_leads := ci_private.rescore_inline_leads(p_client_id);
   v_stale := exists (
     select 1 from public.leads as l
     where l.client_id = p_client_id and l.deleted_at is null and l.als_weights_used is distinct from v_new
   );
   v_queued := exists (select 1 from ci_private.als_rescore_queue as q where q.client_id = p_client_id);
-  if v_leads <= v_max then
+  if v_leads is not null then
     if v_stale or v_queued then
       delete from ci_private.als_rescore_queue as q where q.client_id = p_client_id;
       v_rescored := ci_private.rescore_leads(p_client_id);
@@ -141,17 +156,11 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_max integer := coalesce(ci_private.setting('rescore_inline_max')::integer, 5000);
   v_leads integer;
 begin
   if tg_op = 'UPDATE' then
-    select count(*) into v_leads
-    from (
-      select 1 from public.leads as l
-      where l.client_id = new.id and l.deleted_at is null
-      limit v_max + 1
-    ) as x;
-    if v_leads <= v_max then
+    v_leads := ci_private.rescore_inline_leads(new.id);
+    if v_leads is not null then
       delete from ci_private.als_rescore_queue as q where q.client_id = new.id;
     else
       insert into ci_private.als_rescore_queue as q (client_id) values (new.id)
@@ -159,7 +168,7 @@ begin
     end if;
   end if;
   perform ci_private.refresh_als_context(new.id);
-  if tg_op = 'UPDATE' and v_leads <= v_max then
+  if tg_op = 'UPDATE' and v_leads is not null then
     perform ci_private.rescore_leads(new.id);
   end if;
   return null;
@@ -175,3 +184,6 @@ comment on function public.apply_learned_weights(uuid, jsonb, jsonb) is
 'rescored at once and a larger one queued for ci_jobs.rescore_pending (every 5 minutes), its next refresh, '
 'or rescore_client_leads. Returns {applied, weights, previous_weights, rescored (leads '
 'rescored in this call), rescore_queued, applied_at}. Owners, admins, service_role; others 42501.';
+
+revoke execute on function ci_private.rescore_inline_leads(uuid) from public, anon, authenticated;
+grant execute on function ci_private.rescore_inline_leads(uuid) to service_role;
