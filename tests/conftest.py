@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -51,3 +51,19 @@ def tx(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
             yield connection
         finally:
             connection.rollback()
+
+
+@pytest.fixture()
+def set_rescore_inline_max(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[Callable[[int], None]]:
+    """Sets the setting rescore_inline_max for one test (a client over it is queued, not rescored in the
+    statement that changed its ICP or weights); the value it had is restored afterwards."""
+    old = conn.execute("select value from ci_private.settings where key = 'rescore_inline_max'").fetchone()
+
+    def set_value(value: int) -> None:
+        conn.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'", (str(value),))
+
+    try:
+        yield set_value
+    finally:
+        conn.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
+                     (str(old[0]) if old else "5000",))

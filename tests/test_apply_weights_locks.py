@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -29,10 +29,10 @@ W_NEW = {"data_quality": 0.12, "authority": 0.38, "company_fit": 0.20, "timing":
 
 
 @pytest.fixture(params=["small", "large"])
-def queued_client(request: pytest.FixtureRequest, conn: Conn) -> Iterator[tuple[uuid.UUID, bool]]:
+def queued_client(request: pytest.FixtureRequest, conn: Conn,
+                  set_rescore_inline_max: Callable[[int], None]) -> Iterator[tuple[uuid.UUID, bool]]:
     """A client of 2,000 leads scored with W_IN_FORCE and waiting in the queue; large: rescore_inline_max 10."""
     large = request.param == "large"
-    old = conn.execute("select value from ci_private.settings where key = 'rescore_inline_max'").fetchone()
     client = uuid.uuid4()
     conn.execute("insert into public.clients (id, name) values (%s, 'apply weights locks')", (client,))
     conn.execute("insert into public.leads (client_id, email, title, organization_industry) "
@@ -41,12 +41,10 @@ def queued_client(request: pytest.FixtureRequest, conn: Conn) -> Iterator[tuple[
     conn.execute("select ci_private.apply_als_weights(%s, %s, '{\"applied\": true}')", (client, Jsonb(W_IN_FORCE)))
     conn.execute("insert into ci_private.als_rescore_queue (client_id) values (%s) on conflict do nothing", (client,))
     if large:
-        conn.execute("update ci_private.settings set value = '10' where key = 'rescore_inline_max'")
+        set_rescore_inline_max(10)
     try:
         yield client, large
     finally:
-        conn.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
-                     (str(old[0]) if old else "5000",))
         conn.execute("delete from public.clients where id = %s", (client,))
 
 

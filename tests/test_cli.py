@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -175,24 +175,22 @@ def test_apply_weights_applies_and_records(dsn: str, conn: Conn) -> None:
     assert row is not None and {k: float(v) for k, v in row[0].items()} == weights
 
 
-def test_apply_weights_to_a_large_client_queues_its_rescore(dsn: str, conn: Conn) -> None:
+def test_apply_weights_to_a_large_client_queues_its_rescore(dsn: str, conn: Conn,
+                                                            set_rescore_inline_max: Callable[[int], None]) -> None:
     """Over rescore_inline_max leads the weights are applied and the leads queued, not rescored in the call."""
-    with psycopg.connect(dsn, autocommit=True) as c:
-        cid = generate(c, GeneratorConfig(seed=64, clients=1, leads_per_client=30,
-                                          client_name_prefix="CLI weights large")).client_ids[0]
-        old = c.execute("select value from ci_private.settings where key = 'rescore_inline_max'").fetchone()
-        c.execute("update ci_private.settings set value = '10' where key = 'rescore_inline_max'")
-        try:
-            weights = {"data_quality": 0.10, "authority": 0.35, "company_fit": 0.25, "timing": 0.15}
-            proc = run_ci(dsn, "apply-weights", str(cid), "--weights", json.dumps(weights))
-            assert proc.returncode == 0, proc.stderr
-            assert "leads queued for a rescore" in proc.stdout
-            queued = c.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s", (cid,)).fetchone()
-            assert queued == (1,)
-        finally:
-            c.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
-                      (old[0] if old else "5000",))
-            c.execute("delete from ci_private.als_rescore_queue where client_id = %s", (cid,))
+    cid = generate(conn, GeneratorConfig(seed=64, clients=1, leads_per_client=30,
+                                         client_name_prefix="CLI weights large")).client_ids[0]
+    set_rescore_inline_max(10)
+    try:
+        weights = {"data_quality": 0.10, "authority": 0.35, "company_fit": 0.25, "timing": 0.15}
+        proc = run_ci(dsn, "apply-weights", str(cid), "--weights", json.dumps(weights))
+        assert proc.returncode == 0, proc.stderr
+        assert "leads queued for a rescore" in proc.stdout
+        queued = conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
+                              (cid,)).fetchone()
+        assert queued == (1,)
+    finally:
+        conn.execute("delete from ci_private.als_rescore_queue where client_id = %s", (cid,))
 
 
 def test_reconcile(dsn: str, conn: Conn, client: str) -> None:

@@ -7,7 +7,7 @@ client of 30 leads counts as large and is queued instead of rescored by the host
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -18,9 +18,8 @@ Conn = psycopg.Connection[tuple[object, ...]]
 
 
 @pytest.fixture()
-def large_client(conn: Conn) -> Iterator[uuid.UUID]:
-    old = conn.execute("select value from ci_private.settings where key = 'rescore_inline_max'").fetchone()
-    conn.execute("update ci_private.settings set value = '10' where key = 'rescore_inline_max'")
+def large_client(conn: Conn, set_rescore_inline_max: Callable[[int], None]) -> Iterator[uuid.UUID]:
+    set_rescore_inline_max(10)
     client = uuid.uuid4()
     conn.execute("insert into public.clients (id, name, icp_industries) values (%s, 'rescore job', '{software}')",
                  (client,))
@@ -33,8 +32,6 @@ def large_client(conn: Conn) -> Iterator[uuid.UUID]:
     try:
         yield client
     finally:
-        conn.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
-                     (str(old[0]) if old else "5000",))
         conn.execute("delete from ci_private.als_rescore_queue where client_id = %s", (client,))
         conn.execute("delete from public.leads where client_id = %s", (client,))
         conn.execute("delete from public.clients where id = %s", (client,))
