@@ -178,6 +178,23 @@ def test_grouped_rows_give_the_same_decision_as_one_row_per_lead() -> None:
         assert grouped.new_weights[k] == pytest.approx(per_lead.new_weights[k], abs=1e-5)
 
 
+def test_the_order_of_grouped_rows_does_not_change_the_decision() -> None:
+    """The database hands the groups over in its plan's order; the decision is the same to the last digit."""
+    x, risk, y = synthetic(13, 3000, (0.0, 1.0, 0.5, 2.0))
+    folds = np.arange(len(y)) % 5
+    keys: dict[tuple[float, ...], list[int]] = {}
+    for i in range(len(y)):
+        keys.setdefault((*x[i], risk[i], y[i]), [0] * 5)[folds[i]] += 1
+    rows = np.array(list(keys.keys()))
+    counts = np.array(list(keys.values()), dtype=np.float64)
+    first = decide_weights(rows[:, :4], rows[:, 4], rows[:, 5], DEFAULT_WEIGHTS, confidence=1.0, counts=counts)
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(rows))
+        again = decide_weights(rows[order, :4], rows[order, 4], rows[order, 5], DEFAULT_WEIGHTS, confidence=1.0,
+                               counts=counts[order])
+        assert again.to_json() == first.to_json()
+
+
 def test_weighted_auc_matches_pair_counting_with_ties() -> None:
     rng = np.random.default_rng(3)
     score = rng.integers(0, 6, 300).astype(np.float64)

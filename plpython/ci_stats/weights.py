@@ -439,6 +439,12 @@ def decide_weights(
         return _not_applied("invalid input: converted must be 0 or 1", 0, 0, conf, k, old, warnings)
     if np.any(cf < 0):
         return _not_applied("invalid input: negative counts", 0, 0, conf, k, old, warnings)
+    # The rows in one canonical order (by every column), so that the same groups
+    # give the same decision to the last digit whatever order they came in:
+    # the database returns them in its plan's order, which changes with the
+    # plan (floating-point sums depend on the order of their terms).
+    order = np.lexsort(np.column_stack([x, r, y, cf]).T[::-1])
+    x, r, y, cf = x[order], r[order], y[order], cf[order]
     c = cf.sum(axis=1)
     keep = c > 0
     x, r, y, c, cf = x[keep], r[keep], y[keep], c[keep], cf[keep]
