@@ -5,7 +5,7 @@
 -- apply_learned_weights' path) goes the same way, once: 0.4.0's rescored the
 -- leads a second time itself, a large client inside the refresh.
 begin;
-select plan(19);
+select plan(21);
 set local track_functions = 'all';
 
 insert into public.clients (id, name, icp_industries)
@@ -173,6 +173,20 @@ select results_eq(
      where l.id = (select min(x.id::text)::uuid from public.leads as x where x.client_id = '00000000-0000-0000-0000-00000000d061') $$,
   $$ values (3) $$,
   '... with the timing of today (a role of eight months: 3)'
+);
+
+-- A lead scored with other weights than its client's (inserted while another
+-- transaction was applying new weights, not yet committed, so it read the old
+-- ones) is rescored by the same step.
+update public.leads set als_weights_used = '{"data_quality": 0.20, "authority": 0.25, "company_fit": 0.25, "timing": 0.15}'
+where id = (select max(l.id::text)::uuid from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000d061');
+select is(ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000d061'), 1,
+  'a client not queued: the one lead scored with other weights than its client''s is rescored');
+select is(
+  (select l.als_weights_used from public.leads as l
+   where l.id = (select max(x.id::text)::uuid from public.leads as x where x.client_id = '00000000-0000-0000-0000-00000000d061')),
+  (select k.weights from ci_private.als_client_context as k where k.client_id = '00000000-0000-0000-0000-00000000d061'),
+  '... with the client''s weights'
 );
 
 select * from finish();
