@@ -7,6 +7,10 @@ re-checked every row against the whole array by a linear search: quadratic, 127 
 job. It now updates slices of a thousand ids. These tests hold the race open on purpose and check the
 outcome, not the time (the time is in the migration's header and docs/performance-leads.md): every
 lead rescored once, with what the other writer committed.
+
+Review of 0.5.0 (migration 20261201110700): the slices followed the caller's order of ids, and two
+rescores of one client passing them in different orders (the rescore job sorted, rescore_leads in
+table order) deadlocked. Each id is now taken once, in id order, whatever the caller passed.
 """
 from __future__ import annotations
 
@@ -96,3 +100,46 @@ def test_rescore_counts_each_lead_once_whatever_the_array(conn: Conn, client: uu
     assert row == (1500,)
     assert conn.execute("select ci_private.rescore_lead_ids(%s, '{}'::uuid[])", (client,)).fetchone() == (0,)
     assert conn.execute("select ci_private.rescore_lead_ids(%s, null)", (client,)).fetchone() == (0,)
+    # A lead passed twice is rescored and counted once.
+    row = conn.execute("select ci_private.rescore_lead_ids(%s, %s::uuid[] || %s::uuid[])", (client, ids, ids)).fetchone()
+    assert row == (LEADS,)
+
+
+def test_rescore_locks_leads_in_id_order_whatever_the_callers_order(dsn: str, conn: Conn, client: uuid.UUID) -> None:
+    # One order for every caller is what keeps two rescores of a client from deadlocking (the
+    # review's reproduction: the job's sorted ids against rescore_leads' table order, 5 of 16
+    # overlapping tries). Checked without a race: a session holds the lowest lead; a rescore given
+    # the ids highest first must wait there holding no other lead (it took the highest slice first).
+    ids = [r[0] for r in conn.execute("select id from public.leads where client_id = %s order by id", (client,))]
+    holder = psycopg.connect(dsn)
+    rescorer = psycopg.connect(dsn, autocommit=True)
+    probe = psycopg.connect(dsn)
+    outcome: dict[str, object] = {}
+
+    def rescore() -> None:
+        row = rescorer.execute("select ci_private.rescore_lead_ids(%s, %s::uuid[])", (client, ids[::-1])).fetchone()
+        outcome["rescored"] = row[0] if row else None
+
+    try:
+        holder.execute("select 1 from public.leads where id = %s for update", (ids[0],))
+        thread = threading.Thread(target=rescore)
+        thread.start()
+        for _ in range(100):
+            if waiting_on_a_lock(conn, rescorer.info.backend_pid):
+                break
+            time.sleep(0.05)
+        assert waiting_on_a_lock(conn, rescorer.info.backend_pid), "precondition: the rescore waits on the lowest lead"
+        try:
+            probe.execute("select 1 from public.leads where id = %s for update nowait", (ids[-1],))
+            outcome["highest lead free"] = True
+        except psycopg.errors.LockNotAvailable:
+            outcome["highest lead free"] = False
+        probe.rollback()
+        holder.commit()
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+    finally:
+        holder.close()
+        rescorer.close()
+        probe.close()
+    assert outcome == {"highest lead free": True, "rescored": LEADS}, outcome

@@ -5,7 +5,7 @@
 -- apply_learned_weights' path) goes the same way, once: 0.4.0's rescored the
 -- leads a second time itself, a large client inside the refresh.
 begin;
-select plan(21);
+select plan(23);
 set local track_functions = 'all';
 
 insert into public.clients (id, name, icp_industries)
@@ -188,6 +188,18 @@ select is(
   (select k.weights from ci_private.als_client_context as k where k.client_id = '00000000-0000-0000-0000-00000000d061'),
   '... with the client''s weights'
 );
+
+-- Weights changed in a replica-mode session (no trigger refreshes the cached
+-- context): the step compares with the weights the rescore writes, so every
+-- lead is rescored once with them, and then none (it compared with the cache
+-- and rescored the same leads at every refresh).
+set local session_replication_role = replica;
+update public.clients set als_learned_weights = '{"data_quality": 0.25, "authority": 0.25, "company_fit": 0.20, "timing": 0.15}'
+where id = '00000000-0000-0000-0000-00000000d061';
+set local session_replication_role = origin;
+select is(ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000d061'), 3,
+  'weights changed in a replica-mode session: the client''s 3 leads rescored with them');
+select is(ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000d061'), 0, '... once');
 
 select * from finish();
 rollback;
