@@ -96,3 +96,28 @@ def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, qu
         assert carried == (0, 2000) and queue == (1,) and outcome["result"]["rescore_queued"] is True
     else:
         assert carried == (2000, 2000) and queue == (0,)
+
+
+def test_host_inserts_do_not_wait_for_weights_being_applied(dsn: str, conn: Conn) -> None:
+    # Migration 20261201110800: the client's row was read FOR UPDATE, which blocks the foreign-key
+    # check (FOR KEY SHARE) of every lead and activity the host inserts for the client until the
+    # refresh that applies the weights commits.
+    client = uuid.uuid4()
+    conn.execute("insert into public.clients (id, name) values (%s, 'apply weights, host inserts')", (client,))
+    lead = conn.execute("insert into public.leads (client_id, email, title) values (%s, 'h@example.com', 'CEO') "
+                        "returning id", (client,)).fetchone()
+    assert lead is not None
+    applier = psycopg.connect(dsn)
+    host = psycopg.connect(dsn)
+    try:
+        applier.execute("select ci_private.apply_als_weights(%s, %s, '{\"applied\": true}')", (client, Jsonb(W_NEW)))
+        host.execute("set lock_timeout = '3s'")
+        host.execute("insert into public.activities (client_id, lead_id, channel, action, created_at) "
+                     "values (%s, %s, 'email', 'sent', now())", (client, lead[0]))
+        host.execute("insert into public.leads (client_id, email) values (%s, 'h2@example.com')", (client,))
+        host.commit()
+        applier.commit()
+    finally:
+        applier.close()
+        host.close()
+        conn.execute("delete from public.clients where id = %s", (client,))
