@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -67,3 +68,21 @@ def set_rescore_inline_max(conn: psycopg.Connection[tuple[object, ...]]) -> Iter
     finally:
         conn.execute("update ci_private.settings set value = %s where key = 'rescore_inline_max'",
                      (str(old[0]) if old else "5000",))
+
+
+@pytest.fixture()
+def waits_on_a_lock(conn: psycopg.Connection[tuple[object, ...]]) -> Callable[[int], bool]:
+    """Waits (up to 10 s) until the backend `pid` waits on a lock (pg_stat_activity's wait_event_type
+    'Lock', a row or a transaction); returns whether it does. For tests that hold a race open."""
+
+    def wait(pid: int) -> bool:
+        deadline = time.monotonic() + 10
+        while True:
+            row = conn.execute("select wait_event_type from pg_stat_activity where pid = %s", (pid,)).fetchone()
+            if row is not None and row[0] == "Lock":
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    return wait

@@ -12,7 +12,6 @@ the application must wait at the queue row, holding no lead, so the rescore fini
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,14 +47,10 @@ def queued_client(request: pytest.FixtureRequest, conn: Conn,
         conn.execute("delete from public.clients where id = %s", (client,))
 
 
-def waiting_on_a_lock(conn: Conn, pid: int) -> bool:
-    row = conn.execute("select wait_event_type from pg_stat_activity where pid = %s", (pid,)).fetchone()
-    return row is not None and row[0] == "Lock"
-
-
 @pytest.mark.parametrize("weights", [W_IN_FORCE, W_NEW], ids=["same weights", "new weights (the trigger)"])
 def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, queued_client: tuple[uuid.UUID, bool],
-                                                        weights: dict[str, float]) -> None:
+                                                        weights: dict[str, float],
+                                                        waits_on_a_lock: Callable[[int], bool]) -> None:
     client, large = queued_client
     outcome: dict[str, Any] = {}
     with psycopg.connect(dsn) as rescore, psycopg.connect(dsn) as apply:
@@ -75,10 +70,7 @@ def test_applying_weights_waits_for_a_rescore_under_way(dsn: str, conn: Conn, qu
 
         worker = threading.Thread(target=run_apply)
         worker.start()
-        deadline = time.monotonic() + 10
-        while not waiting_on_a_lock(conn, apply_pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert waiting_on_a_lock(conn, apply_pid), "the application should wait for the queue row"
+        assert waits_on_a_lock(apply_pid), "the application should wait for the queue row"
         # The rescore's second step: every lead of the client (and its context).
         try:
             rescore.execute("select ci_private.rescore_leads(%s)", (client,))

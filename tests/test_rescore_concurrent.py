@@ -15,9 +15,8 @@ table order) deadlocked. Each id is now taken once, in id order, whatever the ca
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -41,12 +40,8 @@ def client(conn: Conn) -> Iterator[uuid.UUID]:
         conn.execute("delete from public.clients where id = %s", (client,))
 
 
-def waiting_on_a_lock(conn: Conn, pid: int) -> bool:
-    row = conn.execute("select wait_event_type from pg_stat_activity where pid = %s", (pid,)).fetchone()
-    return row is not None and row[0] == "Lock"
-
-
-def test_rescore_after_a_concurrent_update_rescores_every_lead_once(dsn: str, conn: Conn, client: uuid.UUID) -> None:
+def test_rescore_after_a_concurrent_update_rescores_every_lead_once(dsn: str, conn: Conn, client: uuid.UUID,
+                                                                   waits_on_a_lock: Callable[[int], bool]) -> None:
     writer = psycopg.connect(dsn)
     rescorer = psycopg.connect(dsn, autocommit=True)
     try:
@@ -65,11 +60,7 @@ def test_rescore_after_a_concurrent_update_rescores_every_lead_once(dsn: str, co
 
         thread = threading.Thread(target=rescore)
         thread.start()
-        for _ in range(100):
-            if waiting_on_a_lock(conn, pid):
-                break
-            time.sleep(0.05)
-        assert waiting_on_a_lock(conn, pid), "precondition: the rescore waits for the writer's leads"
+        assert waits_on_a_lock(pid), "precondition: the rescore waits for the writer's leads"
         writer.commit()
         thread.join(timeout=120)
         assert not thread.is_alive()
@@ -105,7 +96,8 @@ def test_rescore_counts_each_lead_once_whatever_the_array(conn: Conn, client: uu
     assert row == (LEADS,)
 
 
-def test_rescore_locks_leads_in_id_order_whatever_the_callers_order(dsn: str, conn: Conn, client: uuid.UUID) -> None:
+def test_rescore_locks_leads_in_id_order_whatever_the_callers_order(dsn: str, conn: Conn, client: uuid.UUID,
+                                                                   waits_on_a_lock: Callable[[int], bool]) -> None:
     # One order for every caller is what keeps two rescores of a client from deadlocking (the
     # review's reproduction: the job's sorted ids against rescore_leads' table order, 5 of 16
     # overlapping tries). Checked without a race: a session holds the lowest lead; a rescore given
@@ -124,11 +116,7 @@ def test_rescore_locks_leads_in_id_order_whatever_the_callers_order(dsn: str, co
         holder.execute("select 1 from public.leads where id = %s for update", (ids[0],))
         thread = threading.Thread(target=rescore)
         thread.start()
-        for _ in range(100):
-            if waiting_on_a_lock(conn, rescorer.info.backend_pid):
-                break
-            time.sleep(0.05)
-        assert waiting_on_a_lock(conn, rescorer.info.backend_pid), "precondition: the rescore waits on the lowest lead"
+        assert waits_on_a_lock(rescorer.info.backend_pid), "precondition: the rescore waits on the lowest lead"
         try:
             probe.execute("select 1 from public.leads where id = %s for update nowait", (ids[-1],))
             outcome["highest lead free"] = True
