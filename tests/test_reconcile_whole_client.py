@@ -110,6 +110,11 @@ def test_whole_client_equals_per_lead(tx: Conn, leads: list[dict[str, Any]]) -> 
         whole_state = _state(tx, client, other)
         assert whole_state == released_state
         assert whole == released
+        # A soft-deleted lead carries no mark (contract: ignored everywhere; migration 20261201110900).
+        stale = tx.execute(
+            "select count(*) from public.activities as a join public.leads as l on l.id = a.lead_id"
+            " where l.client_id = %s and l.deleted_at is not null and a.led_to_booking", (client,)).fetchone()
+        assert stale == (0,)
         # Derived once, nothing is left to correct.
         again = tx.execute("select ci_private.derive_client_conversions(%s)", (client,)).fetchone()
         assert again is not None and not any(again[0].values()), again

@@ -19,8 +19,8 @@ where t.tgrelid = 'public.leads'::regclass and t.tgname = 'leads_ci_conversion_t
 select
   matches(
     pg_get_triggerdef(t.oid),
-    'AFTER UPDATE OF status, converted_at ON public\.leads FOR EACH ROW WHEN \(',
-    'leads_ci_mark_converting_touch: AFTER UPDATE OF status, converted_at, with a WHEN clause'
+    'AFTER UPDATE OF status, converted_at, deleted_at ON public\.leads FOR EACH ROW WHEN \(',
+    'leads_ci_mark_converting_touch: AFTER UPDATE OF status, converted_at, deleted_at, with a WHEN clause'
   )
 from pg_trigger as t
 where t.tgrelid = 'public.leads'::regclass and t.tgname = 'leads_ci_mark_converting_touch';
