@@ -11,6 +11,11 @@ lead rescored once, with what the other writer committed.
 Review of 0.5.0 (migration 20261201110700): the slices followed the caller's order of ids, and two
 rescores of one client passing them in different orders (the rescore job sorted, rescore_leads in
 table order) deadlocked. Each id is now taken once, in id order, whatever the caller passed.
+
+Review of the refresh against host writers (migration 20261201111000): the refresh holds the
+client's ci_lead_touches lock from its sync of the kept rows; its rescore then waited for a lead a
+host transaction held, while that transaction's activity delete trigger waited for the lock: a
+deadlock. The refresh's rescore now skips the leads another transaction holds.
 """
 from __future__ import annotations
 
@@ -131,3 +136,74 @@ def test_rescore_locks_leads_in_id_order_whatever_the_callers_order(dsn: str, co
         rescorer.close()
         probe.close()
     assert outcome == {"highest lead free": True, "rescored": LEADS}, outcome
+
+
+def test_refresh_skips_a_lead_the_host_holds_instead_of_deadlocking(dsn: str, conn: Conn,
+                                                                    waits_on_a_lock: Callable[[int], bool]) -> None:
+    # A client of 100 leads with one send each, its kept rows built; then a second send to each (so
+    # the refresh's sync recomputes more than 64 leads and holds the client's ci_lead_touches lock
+    # exclusively) and the client queued for a rescore of every lead (as after an ICP change).
+    client = uuid.uuid4()
+    conn.execute("insert into public.clients (id, name) values (%s, 'refresh vs host')", (client,))
+    try:
+        conn.execute("insert into public.leads (client_id, email, title) "
+                     "select %s, 'h' || g || '@example.com', 'Engineer' from generate_series(1, 100) as g", (client,))
+        sends = ("insert into public.activities (client_id, lead_id, channel, action, created_at) "
+                 "select client_id, id, 'email', 'sent', now() - %s::interval from public.leads where client_id = %s")
+        conn.execute(sends, ("2 days", client))
+        conn.execute("select public.refresh_conversion_patterns(%s)", (client,))
+        conn.execute(sends, ("1 day", client))
+        conn.execute("insert into ci_private.als_rescore_queue (client_id) values (%s) on conflict do nothing", (client,))
+        held, other = [r[0] for r in conn.execute(
+            "select id from public.leads where client_id = %s order by id limit 2", (client,))]
+        doomed = conn.execute("select id from public.activities where lead_id = %s limit 1", (other,)).fetchone()
+        assert doomed is not None
+        before = dict(conn.execute("select id, scored_at from public.leads where client_id = %s", (client,)).fetchall())
+
+        host = psycopg.connect(dsn)
+        refresher = psycopg.connect(dsn)
+        outcome: dict[str, object] = {}
+
+        def run(name: str, c: Conn, sql: str, args: tuple[object, ...]) -> None:
+            try:
+                row = c.execute(sql, args).fetchone()
+                outcome[name] = row[0] if row else None
+            except psycopg.Error as exc:
+                outcome[name] = f"{type(exc).__name__}: {exc.diag.message_primary}"
+
+        try:
+            # The host holds one lead (an update of a field the scorer does not read).
+            host.execute("update public.leads set first_name = 'held' where id = %s", (held,))
+            refresh = threading.Thread(target=run, args=(
+                "refresh", refresher, "select public.refresh_conversion_patterns(%s) ->> 'status'", (client,)))
+            refresh.start()
+            refresh.join(timeout=5)
+            if refresh.is_alive():
+                # The previous body: the refresh waits for the held lead, the lock taken.
+                assert waits_on_a_lock(refresher.info.backend_pid)
+            # Then the host deletes an activity of another lead: its trigger needs the lock the
+            # refresh holds until it commits.
+            delete = threading.Thread(target=run, args=(
+                "delete", host, "delete from public.activities where id = %s returning 1", (doomed[0],)))
+            delete.start()
+            refresh.join(timeout=30)
+            assert not refresh.is_alive()
+            refresher.commit()
+            delete.join(timeout=30)
+            assert not delete.is_alive()
+            host.commit()
+        finally:
+            host.close()
+            refresher.close()
+        assert outcome == {"refresh": "ok", "delete": 1}, outcome
+        # The held lead was skipped, not lost: the client is queued again (for the rescore job), and
+        # the held lead kept its score while the 99 others were rescored.
+        assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
+                            (client,)).fetchone() == (1,)
+        after = dict(conn.execute("select id, scored_at from public.leads where client_id = %s", (client,)).fetchall())
+        assert after[held] == before[held]
+        assert sum(after[i] > before[i] for i in after if i != held) == 99
+    finally:
+        conn.execute("delete from public.activities where client_id = %s", (client,))
+        conn.execute("delete from public.leads where client_id = %s", (client,))
+        conn.execute("delete from public.clients where id = %s", (client,))
