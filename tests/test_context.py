@@ -13,7 +13,7 @@ from typing import Any
 from ci_sidecar.context import AgentContext, build_context
 
 
-def _ranked(label: str, value: str, sig: str, conv: int, n: int, rate: float, **extra: Any) -> dict[str, Any]:
+def _ranked(label: str, value: object, sig: str, conv: int, n: int, rate: float, **extra: Any) -> dict[str, Any]:
     return {label: value, "conversion_rate": rate, "conversions": conv, "sample": n, "ci_low": rate * 0.7,
             "ci_high": rate * 1.3, "lift": round(rate / 0.1, 2), "significance": sig, **extra}
 
@@ -27,8 +27,24 @@ def _patterns() -> dict[str, Any]:
                 _ranked("title", "owner", "none", 3, 5, 0.6),
                 _ranked("title", "intern", "below", 1, 90, 0.011),
             ],
+            # As detect_who_patterns writes it: the sweet spot has no bookings or interval of its own,
+            # its band of the distribution has them.
             "size_analysis": {"sweet_spot": {"min": 16, "max": 30, "range": "16-30", "significance": "above",
-                                             "conversion_rate": 0.16, "sample": 619, "lift": 1.46}},
+                                             "conversion_rate": 0.1878, "sample": 623, "lift": 1.78,
+                                             "smoothed_rate": 0.1835},
+                              "distribution": [
+                                  {"min": 6, "max": 15, "range": "6-15", "band": 2, "sample": 463, "conversions": 37,
+                                   "conversion_rate": 0.0799, "ci_low": 0.0526, "ci_high": 0.1197, "lift": 0.76,
+                                   "significance": "none"},
+                                  {"min": 16, "max": 30, "range": "16-30", "band": 3, "sample": 623,
+                                   "conversions": 117, "conversion_rate": 0.1878, "ci_low": 0.1501, "ci_high": 0.2324,
+                                   "lift": 1.78, "significance": "above"}]},
+            "timing_signals": {
+                "definitions": {"hiring": "organization_is_hiring",
+                                "funded": "latest funding within 12 months before the first outbound touch"},
+                "segments": {"hiring": [_ranked("flag", True, "above", 88, 622, 0.141),
+                                        _ranked("flag", False, "none", 143, 1562, 0.092)],
+                             "funded": [_ranked("flag", True, "above", 42, 271, 0.155)]}},
         },
         "what": {
             "sample_size": 400, "confidence": 0.3, "stale": False, "computed_at": "2026-11-30T00:00:00+00:00",
@@ -63,6 +79,31 @@ def test_only_significant_segments_become_advice_each_with_its_evidence() -> Non
     assert any("worth 15 minutes" in line for line in messaging)
     for s in ctx.statements:
         assert s.evidence is not None and s.evidence.n is not None, s
+
+
+def test_size_sweet_spot_gives_its_bookings_and_interval() -> None:
+    line = next(s.render() for s in build_context(_patterns()).targeting if s.topic == "company_size")
+    assert line == ("Company size sweet spot: 16-30 employees "
+                    "[18.8%, 117 of 623 leads, 95% interval 15.0%-23.2%, lift 1.78x]")
+    # A sweet spot with no band of its range in the distribution keeps the figures it has.
+    patterns = _patterns()
+    patterns["who"]["size_analysis"]["distribution"] = []
+    bare = next(s.render() for s in build_context(patterns).targeting if s.topic == "company_size")
+    assert bare == "Company size sweet spot: 16-30 employees [18.8%, n=623 leads, lift 1.78x]"
+
+
+def test_signals_are_described_in_words_not_column_names() -> None:
+    ctx = build_context(_patterns())
+    signals = [s.render() for s in ctx.targeting if s.topic == "timing_signal"]
+    assert signals == [
+        ("Leads with signal 'funded' (latest funding within 12 months before the first outbound touch) book more "
+         "[15.5%, 42 of 271 leads, 95% interval 10.8%-20.2%, lift 1.55x]"),
+        ("Leads with signal 'hiring' (company is hiring) book more "
+         "[14.1%, 88 of 622 leads, 95% interval 9.9%-18.3%, lift 1.41x]"),
+    ]
+    # Neither the prompts nor the stored JSON's texts name the column.
+    assert "organization_is_hiring" not in _all_text(ctx)
+    assert "organization_is_hiring" not in json.dumps(ctx.to_json())
 
 
 def test_length_not_significant_is_not_advice() -> None:

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ci_sidecar.wording import signal_meaning
+
 __all__ = [
     "LOW_CONFIDENCE",
     "AgentContext",
@@ -218,6 +220,21 @@ def _ranked(pattern: Mapping[str, Any], group: str, listed: str, wanted: str) ->
     return _significant(chosen, wanted)[:TOP]
 
 
+def _with_band(sweet: Mapping[str, Any], distribution: Any) -> Mapping[str, Any]:
+    """The sweet spot with what its band of the size distribution adds (conversions, interval).
+
+    The detector's sweet_spot carries the rate, sample and lift; the band of the same range in
+    size_analysis.distribution carries the bookings and the 95% interval too.
+    """
+    bounds = (sweet.get("min"), sweet.get("max"))
+    band = next((b for b in _items(distribution)
+                 if (None not in bounds and (b.get("min"), b.get("max")) == bounds)
+                 or (sweet.get("range") is not None and b.get("range") == sweet.get("range"))), None)
+    if band is None or _count(band.get("sample")) != _count(sweet.get("sample", band.get("sample"))):
+        return sweet  # no band of that range, or another sample: its figures would not be the sweet spot's
+    return {**band, **{k: v for k, v in sweet.items() if v is not None}}
+
+
 def _who(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
     out: list[Statement] = []
     for key, label in (("title_rankings", "title"), ("industry_rankings", "industry")):
@@ -230,16 +247,17 @@ def _who(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
                                  "the client's rate", Evidence.of(item, "leads"), flags))
     sweet = _get(p, "size_analysis", "sweet_spot")
     if isinstance(sweet, Mapping) and sweet.get("significance") == "above":
-        out.append(Statement("who", "company_size", "use",
-                             f"Company size sweet spot: {sweet.get('range') or str(sweet.get('min')) + '-' + str(sweet.get('max'))}"
-                             " employees", Evidence.of(sweet, "leads"), flags))
+        size_range = sweet.get("range") or f"{sweet.get('min')}-{sweet.get('max')}"
+        out.append(Statement("who", "company_size", "use", f"Company size sweet spot: {size_range} employees",
+                             Evidence.of(_with_band(sweet, _get(p, "size_analysis", "distribution")), "leads"),
+                             flags))
     segments = _get(p, "timing_signals", "segments")
     definitions = _get(p, "timing_signals", "definitions")
     if isinstance(segments, Mapping):
         for signal in sorted(segments):
             for item in _items(segments.get(signal)):
                 if item.get("flag") is True and item.get("significance") in ("above", "below"):
-                    meaning = _get(definitions, signal) or signal
+                    meaning = signal_meaning(signal, _get(definitions, signal))
                     verb = "book more" if item.get("significance") == "above" else "book less"
                     out.append(Statement("who", "timing_signal", "use" if verb == "book more" else "avoid",
                                          f"Leads with signal '{signal}' ({meaning}) {verb}",

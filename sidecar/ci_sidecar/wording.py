@@ -1,0 +1,81 @@
+"""Plain words for texts a person (or a campaign-writing agent) reads.
+
+The pattern JSON and the weight decisions keep their fields and their ``reason`` strings as the
+database and the fit write them (the contract's shapes; ``reason`` comes from the fit module, the
+same one PL/Python runs). Only what the sidecar prints or hands to the agents is translated here:
+
+* ``weight_reason``: a weight decision's reason, with its numbers, without "AUC gain < 2.5 x SE";
+* ``signal_meaning``: a timing signal's definition, never a raw column name such as
+  ``organization_is_hiring``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+__all__ = ["COLUMN_LABELS", "signal_meaning", "weight_reason"]
+
+# Lead columns a pattern may name, as people say them.
+COLUMN_LABELS = {
+    "organization_is_hiring": "company is hiring",
+    "organization_latest_funding_date": "company's latest funding date",
+    "organization_employee_count": "company's employee count",
+    "organization_industry": "company's industry",
+    "organization_country": "company's country",
+    "employment_start_date": "start date in the current role",
+}
+
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+
+
+def signal_meaning(signal: str, definition: object) -> str:
+    """What a timing signal means, for people: its definition, a column name put in words."""
+    text = str(definition).strip() if isinstance(definition, str) and definition.strip() else signal
+    if text in COLUMN_LABELS:
+        return COLUMN_LABELS[text]
+    if _IDENTIFIER.fullmatch(text):
+        return text.replace("organization_", "company ").replace("_", " ")
+    return text
+
+
+_NUM = r"(-?\d+(?:\.\d+)?)"
+
+
+def _not_reliable(m: re.Match[str]) -> str:
+    gain, z, se = m.group(1), m.group(2), m.group(3)
+    return (f"the learned weights did not rank booked leads clearly better than the current ones (on leads held "
+            f"out of the fit the ranking quality, AUC, rose by {gain}: less than {z} standard errors, "
+            f"{z} x {se} = {float(z) * float(se):.5f}, so the gain may be chance)")
+
+
+def _no_gain(m: re.Match[str]) -> str:
+    return (f"the learned weights did not rank booked leads better than the current ones on leads held out of "
+            f"the fit (ranking quality, AUC, changed by {m.group(1)}; at least {m.group(2)} is needed)")
+
+
+def _applied(m: re.Match[str]) -> str:
+    return (f"the learned weights ranked booked leads better than the current ones on leads held out of the fit "
+            f"(ranking quality, AUC, {m.group(1)} -> {m.group(2)} over {m.group(3)} folds); each weight moved by "
+            f"at most {m.group(4)}")
+
+
+_REASONS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (re.compile(rf"improvement not reliable: AUC gain {_NUM} < {_NUM} x SE {_NUM}"), _not_reliable),
+    (re.compile(rf"no out-of-sample improvement: AUC gain {_NUM} < {_NUM}"), _no_gain),
+    (re.compile(rf"held-out AUC {_NUM} -> {_NUM} over (\d+) folds; step of at most {_NUM}"), _applied),
+    (re.compile(r"out-of-sample check impossible: fewer than 2 usable folds"),
+     lambda _m: "too few leads with an outcome to check the learned weights on leads held out of the fit "
+                "(fewer than 2 usable folds)"),
+    (re.compile(r"weights in force are already the best fit"),
+     lambda _m: "the current weights already fit best"),
+]
+
+
+def weight_reason(reason: object) -> str:
+    """A weight decision's ``reason`` in plain words (numbers kept); unknown reasons as they are."""
+    text = "" if reason is None else str(reason)
+    for pattern, say in _REASONS:
+        m = pattern.fullmatch(text)
+        if m:
+            return say(m)
+    return text
