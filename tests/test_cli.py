@@ -16,7 +16,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from ci_sidecar.demo import learned_summary
 from ci_sidecar.generator import Effects, GeneratorConfig, generate
+from ci_sidecar.wording import weight_reason
 
 pytestmark = pytest.mark.db
 
@@ -247,6 +249,33 @@ def test_fit_weights_gives_the_in_database_decision(dsn: str, conn: Conn, client
     decision = sidecar["decision"]
     assert {k: decision.get(k) for k in COMPARED} == {k: in_db.get(k) for k in COMPARED}
     assert sidecar["applied"] is None
+    # The JSON keeps the fit's reason; the text a person reads says it in plain words.
+    text = run_ci(dsn, "fit-weights", client, "--dry-run")
+    assert text.returncode == 0, text.stderr
+    assert weight_reason(in_db["reason"]) in text.stdout
+    assert " x SE " not in text.stdout and "held-out AUC" not in text.stdout
+
+
+NOT_RELIABLE = "improvement not reliable: AUC gain 0.0109 < 2.5 x SE 0.0045"
+
+
+def test_weight_reasons_are_said_in_plain_words_with_their_numbers() -> None:
+    said = weight_reason(NOT_RELIABLE)
+    assert said == ("the learned weights did not rank booked leads clearly better than the current ones (on leads "
+                    "held out of the fit the ranking quality, AUC, rose by 0.0109: less than 2.5 standard errors, "
+                    "2.5 x 0.0045 = 0.01125, so the gain may be chance)")
+    applied = weight_reason("held-out AUC 0.5587 -> 0.5690 over 5 folds; step of at most 0.05")
+    assert applied == ("the learned weights ranked booked leads better than the current ones on leads held out of "
+                       "the fit (ranking quality, AUC, 0.5587 -> 0.5690 over 5 folds); each weight moved by at most "
+                       "0.05")
+    assert "0.0010" in weight_reason("no out-of-sample improvement: AUC gain 0.0010 < 0.003")
+    assert weight_reason("insufficient data: 12 outcomes") == "insufficient data: 12 outcomes"  # unknown: as is
+    assert weight_reason(None) == ""
+    # The demo's summary line, wrapped, says the same.
+    demo = " ".join(" ".join(learned_summary({"who": {"weight_learning": {"applied": False,
+                                                                          "reason": NOT_RELIABLE}}})).split())
+    assert "ALS weights kept the current weights: the learned weights did not rank booked leads clearly" in demo
+    assert "less than 2.5 standard errors, 2.5 x 0.0045 = 0.01125" in demo and " x SE " not in demo
 
 
 def test_fit_weights_applies_through_apply_learned_weights(dsn: str, conn: Conn) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from ci_sidecar.demo import summary_lines, summary_rows
 from ci_sidecar.generator import PLANTED, Effects, GeneratorConfig, generate
 
 pytestmark = pytest.mark.db
@@ -49,7 +50,8 @@ def test_every_booked_lead_with_a_prior_touch_has_exactly_one_mark(conn: Conn, p
         select l.id,
                count(a.id) filter (where a.led_to_booking) as marks,
                count(a.id) filter (where ci_private.is_outbound_action(a.action)
-                                   and a.created_at <= l.converted_at) as before
+                                   and a.created_at <= l.converted_at) as before,
+               l.deleted_at is not null as deleted
         from public.leads as l
         left join public.activities as a on a.lead_id = l.id
         where l.client_id = %s and l.status = 'converted'
@@ -58,7 +60,8 @@ def test_every_booked_lead_with_a_prior_touch_has_exactly_one_mark(conn: Conn, p
         (planted["client_id"],),
     ).fetchall()
     assert len(rows) > 30
-    assert all(marks == (1 if before else 0) for _, marks, before in rows)
+    # A soft-deleted lead carries no mark (soft-deleted rows are ignored everywhere).
+    assert all(marks == (1 if before and not deleted else 0) for _, marks, before, deleted in rows)
 
 
 def test_both_conversion_paths_and_all_outcomes_occur(conn: Conn, planted: dict[str, Any]) -> None:
@@ -118,3 +121,26 @@ def test_planted_title_converts_more_and_no_effects_does_not(dsn: str) -> None:
     assert with_effect > 2 * rest
     none_title, none_rest = rates(Effects.none())
     assert abs(none_title - none_rest) < 0.06
+
+
+def test_soft_deleted_leads_are_said_where_the_counts_are_printed(conn: Conn) -> None:
+    """The demo's "2,500 leads copied" and its per-client table (which leaves soft-deleted leads out)
+    reconcile: both name the soft-deleted leads."""
+    said: list[str] = []
+    res = generate(conn, GeneratorConfig(seed=13, clients=1, leads_per_client=400, deleted_share=0.05,
+                                         client_name_prefix="Soft-deleted", progress=said.append))
+    cid = res.client_ids[0]
+    row = conn.execute("select count(*) filter (where deleted_at is not null), count(*) filter "
+                       "(where deleted_at is null) from public.leads where client_id = %s", (cid,)).fetchone()
+    assert row is not None
+    deleted, in_use = int(row[0]), int(row[1])
+    assert deleted > 5 and deleted + in_use == 400
+    assert res.clients[0].deleted == res.deleted == deleted
+    copied = next(line for line in said if "leads copied" in line)
+    assert f"400 leads copied ({deleted} soft-deleted, ignored; " in copied
+
+    lines = summary_lines(summary_rows(conn, [cid]))
+    assert lines[0].split() == ["client", "leads", "deleted", "booked", "failed", "open", "book", "rate", "touches",
+                                "marked"]
+    assert lines[1].split()[2:4] == [str(in_use), str(deleted)]
+    assert any("soft-deleted" in line and "deleted_at" in line for line in lines)

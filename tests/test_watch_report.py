@@ -31,6 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ci_sidecar.generator import Effects, GeneratorConfig, generate, planned_client_ids
+from ci_sidecar.wording import weight_reason
 
 pytestmark = pytest.mark.db
 
@@ -135,6 +136,9 @@ def test_watch_fits_weights_first_when_asked(dsn: str, conn: Conn, client: str) 
     stats = json.loads(out)
     assert len(stats["fitted"]) == 1 and stats["fitted"][0]["client_id"] == client
     assert stats["fitted"][0]["decision"]["source"] == "sidecar"
+    # Its log line gives the decision's reason in plain words, not the fit's "AUC gain < 2.5 x SE".
+    assert weight_reason(stats["fitted"][0]["decision"]["reason"]) in err
+    assert " x SE " not in err and "held-out AUC" not in err
 
 
 def test_watch_with_a_bad_url_fails_fast() -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from ci_sidecar.client import PATTERN_TYPES, CiClient, Pattern, PatternSet, WeightsResult
 from ci_sidecar.context import build_context
 from ci_sidecar.errors import EXIT_ERROR, EXIT_INVALID, CiError, InvalidInput
+from ci_sidecar.wording import weight_reason
 
 __all__ = ["build_parser", "context_main", "main"]
 
@@ -117,7 +118,7 @@ def _cmd_refresh(ci: CiClient, a: argparse.Namespace) -> Any:
     if a.json:
         return s.raw
     print(f"{s.client_id}: {s.status} at {s.computed_at}; weights "
-          f"{'applied' if s.weights_applied else 'kept'} ({s.weights.get('reason', '')})")
+          f"{'applied' if s.weights_applied else 'kept'}: {weight_reason(s.weights.get('reason', ''))}")
     return None
 
 
@@ -247,11 +248,11 @@ def _cmd_fit(ci: CiClient, a: argparse.Namespace) -> Any:
             d = out.decision
             if out.applied is not None:
                 print(f"{cid}: applied {out.applied.weights} ({_rescore_note(out.applied)}): "
-                      f"{d.get('reason', '')}")
+                      f"{weight_reason(d.get('reason', ''))}")
             elif out.proposed:
-                print(f"{cid}: would apply {d.get('new_weights')} (dry run): {d.get('reason', '')}")
+                print(f"{cid}: would apply {d.get('new_weights')} (dry run): {weight_reason(d.get('reason', ''))}")
             else:
-                print(f"{cid}: kept {d.get('old_weights')}: {d.get('reason', '')}")
+                print(f"{cid}: kept {d.get('old_weights')}: {weight_reason(d.get('reason', ''))}")
     return results if a.json else None
 
 

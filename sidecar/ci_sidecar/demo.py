@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any
 
 import psycopg
 
-from ci_sidecar.generator import Effects, GeneratorConfig, generate, planned_client_ids
+from ci_sidecar.generator import Effects, GeneratorConfig, generate, planned_client_ids, soft_deleted_note
+from ci_sidecar.wording import weight_reason
 
-__all__ = ["main", "summary_rows"]
+__all__ = ["learned_summary", "main", "summary_lines", "summary_rows"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +32,9 @@ select c.name,
        (select count(*) from public.activities as a
          where a.client_id = c.id and ci_private.is_outbound_action(a.action)) as touches,
        count(l.id) filter (where exists (
-         select 1 from public.activities as a where a.lead_id = l.id and a.led_to_booking)) as marks
+         select 1 from public.activities as a where a.lead_id = l.id and a.led_to_booking)) as marks,
+       (select count(*) from public.leads as d
+         where d.client_id = c.id and d.deleted_at is not null) as deleted
 from public.clients as c
 left join public.leads as l on l.client_id = c.id and l.deleted_at is null
 where c.id = any(%s)
@@ -40,21 +44,35 @@ order by c.name
 
 
 def summary_rows(conn: psycopg.Connection[Any], client_ids: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Per demo client: name, leads, converted, failed, open, outbound touches, marks."""
+    """Per demo client: name, leads (not soft-deleted), converted, failed, open, outbound touches, marks,
+    soft-deleted leads."""
     return conn.execute(SUMMARY_SQL, (list(client_ids),)).fetchall()
+
+
+def summary_lines(rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """The per-client table of summary_rows, with what its columns mean."""
+    head = (f"{'client':<16}{'leads':>8}{'deleted':>9}{'booked':>8}{'failed':>8}{'open':>7}{'book rate':>11}"
+            f"{'touches':>9}{'marked':>8}")
+    lines = [head]
+    for name, leads, conv, failed, open_, touches, marks, deleted in rows:
+        outcomes = conv + failed
+        rate = f"{conv / outcomes:.1%}" if outcomes else "n/a"
+        lines.append(f"{name:<16}{leads:>8,}{deleted:>9,}{conv:>8,}{failed:>8,}{open_:>7,}{rate:>11}{touches:>9,}"
+                     f"{marks:>8,}")
+    lines += [
+        "",
+        "leads = leads in use; deleted = soft-deleted leads (deleted_at set), loaded but ignored by every pattern",
+        "and score (leads + deleted = the leads copied).",
+        "book rate = booked / (booked + failed); open leads are still in sequence and not counted as failures.",
+        "marked = outbound touches flagged led_to_booking (one per booked lead that had a touch before booking).",
+    ]
+    return lines
 
 
 def _print_summary(rows: Sequence[tuple[Any, ...]]) -> None:
     print()
-    print(f"{'client':<16}{'leads':>8}{'booked':>8}{'failed':>8}{'open':>7}{'book rate':>11}"
-          f"{'touches':>9}{'marked':>8}")
-    for name, leads, conv, failed, open_, touches, marks in rows:
-        outcomes = conv + failed
-        rate = f"{conv / outcomes:.1%}" if outcomes else "n/a"
-        print(f"{name:<16}{leads:>8,}{conv:>8,}{failed:>8,}{open_:>7,}{rate:>11}{touches:>9,}{marks:>8,}")
-    print()
-    print("book rate = booked / (booked + failed); open leads are still in sequence and not counted as failures.")
-    print("marked = outbound touches flagged led_to_booking (one per booked lead that had a touch before booking).")
+    for line in summary_lines(rows):
+        print(line)
 
 
 def _winners(node: Any, label: str, limit: int = 2) -> list[str]:
@@ -105,8 +123,9 @@ def learned_summary(patterns: dict[str, Any]) -> list[str]:
     ]
     learning = who.get("weight_learning") or {}
     if learning:
-        applied = "new weights applied" if learning.get("applied") else "kept the weights in force"
-        lines.append(f"    {'ALS weights':<22}{applied}: {learning.get('reason', '')}")
+        applied = "new weights applied" if learning.get("applied") else "kept the current weights"
+        text = f"{applied}: {weight_reason(learning.get('reason', ''))}"
+        lines += textwrap.wrap(text, width=110, initial_indent=f"    {'ALS weights':<22}", subsequent_indent=" " * 26)
     warnings = [w for p in (who, what, when, how) for w in (p.get("health_warnings") or [])]
     if warnings:
         lines.append(f"    {'warnings':<22}" + "; ".join(sorted(set(map(str, warnings)))))
@@ -163,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"loading demo history: {cfg.clients} clients x {cfg.leads_per_client:,} leads "
                   f"(seed {cfg.seed}, planted effects on)", file=sys.stderr)
             result = generate(conn, cfg)
-            print(f"loaded {result.leads:,} leads and {result.activities:,} activities in {result.seconds:.1f} s",
-                  file=sys.stderr)
+            deleted = f" ({soft_deleted_note(result.deleted).removesuffix('; ')})" if result.deleted else ""
+            print(f"loaded {result.leads:,} leads{deleted} and {result.activities:,} activities in "
+                  f"{result.seconds:.1f} s", file=sys.stderr)
         _print_summary(summary_rows(conn, ids))
         refresh_and_report(conn, ids)
     return 0

@@ -44,6 +44,7 @@ __all__ = [
     "generate",
     "main",
     "planned_client_ids",
+    "soft_deleted_note",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -160,6 +161,8 @@ class ClientSummary:
     failed: int
     open: int
     marks: int
+    deleted: int = 0
+    """Leads written soft-deleted (deleted_at set): in ``leads``, ignored by every pattern and score."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,10 @@ class GenerationResult:
     @property
     def activities(self) -> int:
         return sum(c.activities for c in self.clients)
+
+    @property
+    def deleted(self) -> int:
+        return sum(c.deleted for c in self.clients)
 
 
 # --- vocabulary -------------------------------------------------------------------------
@@ -623,7 +630,8 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
     ]
     t0 = time.perf_counter()
     _copy_rows(conn, "leads", lead_cols, lead_rows())
-    say(f"  {name}: {n:,} leads copied ({time.perf_counter() - t0:.1f} s)")
+    deleted = int(np.count_nonzero(leads.deleted))
+    say(f"  {name}: {n:,} leads copied ({soft_deleted_note(deleted)}{time.perf_counter() - t0:.1f} s)")
     if cfg.uncontacted_leads:
         # A bounced import: leads never contacted (no outbound touch), one title.
         created_at = _epoch_minutes_to_dt(anchor_minutes - 30 * 1440)
@@ -727,7 +735,12 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
     conn.execute("analyze public.activities")
     say(f"  {name}: converting touches marked ({time.perf_counter() - t0:.1f} s)")
     return ClientSummary(client_id, name, n + cfg.uncontacted_leads, activities, converted,
-                         failed + cfg.uncontacted_leads, opened, marks)
+                         failed + cfg.uncontacted_leads, opened, marks, deleted)
+
+
+def soft_deleted_note(deleted: int) -> str:
+    """'21 soft-deleted, ignored; ' for a progress line (empty for none): the leads the layer will not count."""
+    return f"{deleted:,} soft-deleted, ignored; " if deleted else ""
 
 
 def planned_client_ids(cfg: GeneratorConfig) -> list[uuid.UUID]:
@@ -776,7 +789,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"generated {len(result.client_ids)} clients, {result.leads:,} leads, "
           f"{result.activities:,} activities in {result.seconds:.1f} s")
     for c in result.clients:
-        print(f"  {c.name} ({c.client_id}): {c.leads:,} leads, {c.converted:,} converted, {c.failed:,} failed, "
+        print(f"  {c.name} ({c.client_id}): {c.leads:,} leads ({c.deleted:,} of them soft-deleted, ignored), "
+              f"{c.converted:,} converted, {c.failed:,} failed, "
               f"{c.open:,} open, {c.activities:,} activities, {c.marks:,} converting touches marked")
     return 0
 

@@ -30,6 +30,7 @@ from ci_sidecar.client import CiClient, Id
 from ci_sidecar.context import AgentContext, build_context
 from ci_sidecar.errors import CiError, from_psycopg
 from ci_sidecar.fit import fit_weights
+from ci_sidecar.wording import weight_reason
 
 __all__ = ["CHANNEL", "WatchOptions", "WatchStats", "render_and_store", "stale_clients", "watch"]
 
@@ -111,7 +112,7 @@ def _handle(ci: CiClient, client_id: str, opts: WatchOptions, stats: WatchStats,
             outcome = fit_weights(ci, client_id)
             stats.fitted.append(outcome.to_json())
             log(f"{client_id}: weights {'applied' if outcome.applied else 'kept'}: "
-                f"{outcome.decision.get('reason', '')}")
+                f"{weight_reason(outcome.decision.get('reason', ''))}")
         ctx = render_and_store(ci, client_id, include_stale=opts.include_stale)
         stats.rendered.append(client_id)
         log(f"{client_id}: context rendered ({len(ctx.statements)} statements, {len(ctx.caveats)} caveats)")
