@@ -10,8 +10,15 @@
 --   deleted_at null as converted, so a soft-deleted lead's marks are removed
 --   wherever they are re-derived;
 -- - the lead trigger also fires when deleted_at is set or cleared: soft
---   deletion removes the mark at once, restoration puts it back.
--- The lead's status and converted_at are the host's and stay as written.
+--   deletion removes the mark at once; restoration derives the lead's
+--   conversion from its history (bookings written, moved, re-timed or
+--   deleted while it was soft-deleted converted nothing then) and marks it;
+-- - a restored lead is rescored (new trigger leads_ci_score_restore): an
+--   ICP or weights change while it was soft-deleted skipped it.
+-- A soft-deleted lead's status and converted_at stay as the host wrote them.
+-- (The last two found by a fresh user's review of the first version: the
+-- restored lead's state depended on the order of writes, and its score stayed
+-- stale for good.)
 -- Bodies are those of migrations 20261201060100 (remark_leads),
 -- 20261201110400 (remark_client) and 20261201060000 (the trigger function,
 -- with 20261201110000's generic plans), each with one added condition.
@@ -254,6 +261,13 @@ begin
   if ci_private.is_deriving() then
     return null;
   end if;
+  if old.deleted_at is not null and new.deleted_at is null then
+    -- Restored: bookings written, moved or deleted while the lead was
+    -- soft-deleted converted nothing then; its conversion is derived from
+    -- its history now, and its mark with it (derive_conversions re-marks).
+    perform ci_private.derive_conversions(array[new.id]);
+    return null;
+  end if;
   -- The lead as it is now (as remark_leads reads it), its converting touch
   -- and its other marked touches: three index probes (simple statements:
   -- measured cheaper than one statement that joins them).
@@ -315,3 +329,11 @@ when (
 )
 execute function ci_private.leads_mark_converting_touch();
 alter table public.leads enable always trigger leads_ci_mark_converting_touch;
+
+-- A restored lead is scored with the client's scoring context of now.
+drop trigger if exists leads_ci_score_restore on public.leads;
+create trigger leads_ci_score_restore
+before update of deleted_at on public.leads
+for each row
+when (old.deleted_at is not null and new.deleted_at is null)
+execute function ci_private.leads_score();

@@ -120,15 +120,16 @@ select is(
   '{"applied": true, "rescored": 3, "rescore_queued": false}'::jsonb,
   'the same weights again for a small client waiting in the queue: rescored in the call, out of the queue'
 );
--- a large client with a lead not scored with the weights in force (restored
--- from a soft delete, which rescores nothing) is queued, not left as it is,
+-- a large client with a lead not scored with the weights in force (one
+-- written with the triggers off, its weights set back by hand; a lead
+-- restored from a soft delete is rescored since migration 20261201110900)
+-- is queued, not left as it is,
 update ci_private.settings set value = '1' where key = 'rescore_inline_max';
-update public.leads set deleted_at = now()
-where id = (select min(l.id::text)::uuid from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000e061');
 select ci_private.apply_als_weights('00000000-0000-0000-0000-00000000e061',
   '{"data_quality": 0.15, "authority": 0.35, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}');
 select ci_private.rescore_if_pending('00000000-0000-0000-0000-00000000e061');
-update public.leads set deleted_at = null where client_id = '00000000-0000-0000-0000-00000000e061';
+update public.leads set als_weights_used = '{"data_quality": 0.10, "authority": 0.40, "company_fit": 0.20, "timing": 0.15}'
+where id = (select min(l.id::text)::uuid from public.leads as l where l.client_id = '00000000-0000-0000-0000-00000000e061');
 select is(
   ci_private.apply_als_weights('00000000-0000-0000-0000-00000000e061',
     '{"data_quality": 0.15, "authority": 0.35, "company_fit": 0.20, "timing": 0.15}', '{"applied": true}')

@@ -4,7 +4,7 @@
 -- (remark_leads from the activities trigger) and the refresh's re-marking of
 -- a whole client (remark_client). Migration 20261201110900.
 begin;
-select plan(12);
+select plan(20);
 
 \ir include/converting_touch_fixture.psql
 
@@ -67,6 +67,47 @@ select is(
   'remark_leads without a client (the triggers'' path) removes it too'
 );
 select is_empty($$ select * from pg_temp.marked('s_') $$, 'no soft-deleted lead keeps a mark');
+
+-- Restoration derives the lead's conversion from its history: a booking
+-- written while the lead was soft-deleted converted nothing then.
+select from pg_temp.lead('r1');
+select from pg_temp.act('r1/t1', 'r1', 'email_sent', now() - interval '3 days');
+update public.leads set deleted_at = now() where id = pg_temp.id('r1');
+select from pg_temp.act('r1/booked', 'r1', 'meeting_booked', now() - interval '2 days');
+select is(pg_temp.status('r1'), 'in_sequence', 'a booking of a soft-deleted lead converts nothing');
+update public.leads set deleted_at = null where id = pg_temp.id('r1');
+select is(pg_temp.status('r1'), 'converted', 'restored: converted by the booking written meanwhile');
+select is(pg_temp.converted_at('r1'), now() - interval '2 days', 'restored: at the booking''s time');
+select results_eq($$ select * from pg_temp.marked('r1') $$, $$ values ('r1', 'r1/t1') $$, 'restored: its touch marked');
+
+-- A booking deleted while the lead was soft-deleted: restored, not converted.
+select from pg_temp.lead('r2');
+select from pg_temp.act('r2/t1', 'r2', 'email_sent', now() - interval '3 days');
+select from pg_temp.act('r2/booked', 'r2', 'meeting_booked', now() - interval '2 days');
+update public.leads set deleted_at = now() where id = pg_temp.id('r2');
+delete from public.activities where id = pg_temp.id('r2/booked');
+update public.leads set deleted_at = null where id = pg_temp.id('r2');
+select is(pg_temp.status('r2'), 'in_sequence', 'restored after its only booking was deleted: not converted');
+select is_empty($$ select * from pg_temp.marked('r2') $$, 'and not marked');
+
+-- A restored lead is scored with the ICP of now (it changed while the lead
+-- was soft-deleted); r3, a live twin, is scored by the ICP change itself.
+update public.clients set icp_industries = '{Retail}' where id = pg_temp.id('c1');
+select from pg_temp.lead('r3');
+update public.leads set organization_industry = 'Fintech' where id in (pg_temp.id('r2'), pg_temp.id('r3'));
+update public.leads set deleted_at = now() where id = pg_temp.id('r2');
+update public.clients set icp_industries = '{Fintech}' where id = pg_temp.id('c1');
+select isnt(
+  (select l.als_company_fit from public.leads as l where l.id = pg_temp.id('r2')),
+  (select l.als_company_fit from public.leads as l where l.id = pg_temp.id('r3')),
+  'precondition: the ICP change left the soft-deleted lead''s score as it was'
+);
+update public.leads set deleted_at = null where id = pg_temp.id('r2');
+select is(
+  (select l.als_company_fit from public.leads as l where l.id = pg_temp.id('r2')),
+  (select l.als_company_fit from public.leads as l where l.id = pg_temp.id('r3')),
+  'a restored lead is rescored with the ICP of now'
+);
 
 select * from finish();
 rollback;
