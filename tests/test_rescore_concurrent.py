@@ -144,11 +144,11 @@ def _scored_at(conn: Conn, client: uuid.UUID) -> dict[object, datetime]:
     return {r[0]: r[1] for r in rows if isinstance(r[1], datetime)}
 
 
-def test_refresh_skips_a_lead_the_host_holds_instead_of_deadlocking(dsn: str, conn: Conn,
-                                                                    waits_on_a_lock: Callable[[int], bool]) -> None:
-    # A client of 100 leads with one send each, its kept rows built; then a second send to each (so
-    # the refresh's sync recomputes more than 64 leads and holds the client's ci_lead_touches lock
-    # exclusively) and the client queued for a rescore of every lead (as after an ICP change).
+@pytest.fixture
+def busy_client(conn: Conn) -> Iterator[uuid.UUID]:
+    """A client of 100 leads with one send each, its kept rows built; then a second send to each,
+    so that the next refresh's sync recomputes more than 64 leads and holds the client's
+    ci_lead_touches lock exclusively until it commits (the lock a host's activity delete waits for)."""
     client = uuid.uuid4()
     conn.execute("insert into public.clients (id, name) values (%s, 'refresh vs host')", (client,))
     try:
@@ -159,57 +159,116 @@ def test_refresh_skips_a_lead_the_host_holds_instead_of_deadlocking(dsn: str, co
         conn.execute(sends, ("2 days", client))
         conn.execute("select public.refresh_conversion_patterns(%s)", (client,))
         conn.execute(sends, ("1 day", client))
-        conn.execute("insert into ci_private.als_rescore_queue (client_id) values (%s) on conflict do nothing", (client,))
-        held, other = [r[0] for r in conn.execute(
-            "select id from public.leads where client_id = %s order by id limit 2", (client,))]
-        doomed = conn.execute("select id from public.activities where lead_id = %s limit 1", (other,)).fetchone()
-        assert doomed is not None
-        before = _scored_at(conn, client)
-
-        host = psycopg.connect(dsn)
-        refresher = psycopg.connect(dsn)
-        outcome: dict[str, object] = {}
-
-        def run(name: str, c: Conn, sql: str, args: tuple[object, ...]) -> None:
-            try:
-                row = c.execute(sql, args).fetchone()
-                outcome[name] = row[0] if row else None
-            except psycopg.Error as exc:
-                outcome[name] = f"{type(exc).__name__}: {exc.diag.message_primary}"
-
-        try:
-            # The host holds one lead (an update of a field the scorer does not read).
-            host.execute("update public.leads set first_name = 'held' where id = %s", (held,))
-            refresh = threading.Thread(target=run, args=(
-                "refresh", refresher, "select public.refresh_conversion_patterns(%s) ->> 'status'", (client,)))
-            refresh.start()
-            refresh.join(timeout=5)
-            if refresh.is_alive():
-                # The previous body: the refresh waits for the held lead, the lock taken.
-                assert waits_on_a_lock(refresher.info.backend_pid)
-            # Then the host deletes an activity of another lead: its trigger needs the lock the
-            # refresh holds until it commits.
-            delete = threading.Thread(target=run, args=(
-                "delete", host, "delete from public.activities where id = %s returning 1", (doomed[0],)))
-            delete.start()
-            refresh.join(timeout=30)
-            assert not refresh.is_alive()
-            refresher.commit()
-            delete.join(timeout=30)
-            assert not delete.is_alive()
-            host.commit()
-        finally:
-            host.close()
-            refresher.close()
-        assert outcome == {"refresh": "ok", "delete": 1}, outcome
-        # The held lead was skipped, not lost: the client is queued again (for the rescore job), and
-        # the held lead kept its score while the 99 others were rescored.
-        assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
-                            (client,)).fetchone() == (1,)
-        after = _scored_at(conn, client)
-        assert after[held] == before[held]
-        assert sum(after[i] > before[i] for i in after if i != held) == 99
+        yield client
     finally:
         conn.execute("delete from public.activities where client_id = %s", (client,))
         conn.execute("delete from public.leads where client_id = %s", (client,))
         conn.execute("delete from public.clients where id = %s", (client,))
+
+
+def _refresh_against_host(dsn: str, client: uuid.UUID, hold: tuple[str, tuple[object, ...]], doomed: object,
+                          waits_on_a_lock: Callable[[int], bool]) -> dict[str, object]:
+    """The race of the review: a host transaction holds a row (`hold`), the refresh runs (left
+    uncommitted), then the host deletes an activity (`doomed`), whose trigger needs the lock the
+    refresh holds. Returns what each side's statement returned, or its error."""
+    host = psycopg.connect(dsn)
+    refresher = psycopg.connect(dsn)
+    outcome: dict[str, object] = {}
+
+    def run(name: str, c: Conn, sql: str, args: tuple[object, ...]) -> None:
+        try:
+            row = c.execute(sql, args).fetchone()
+            outcome[name] = row[0] if row else None
+        except psycopg.Error as exc:
+            outcome[name] = f"{type(exc).__name__}: {exc.diag.message_primary}"
+
+    try:
+        host.execute(hold[0], hold[1])
+        refresh = threading.Thread(target=run, args=(
+            "refresh", refresher, "select public.refresh_conversion_patterns(%s) ->> 'status'", (client,)))
+        refresh.start()
+        refresh.join(timeout=5)
+        if refresh.is_alive():
+            # The previous bodies: the refresh waits for the held row, the lock taken.
+            assert waits_on_a_lock(refresher.info.backend_pid)
+        delete = threading.Thread(target=run, args=(
+            "delete", host, "delete from public.activities where id = %s returning 1", (doomed,)))
+        delete.start()
+        refresh.join(timeout=30)
+        assert not refresh.is_alive()
+        refresher.commit()
+        delete.join(timeout=30)
+        assert not delete.is_alive()
+        host.commit()
+    finally:
+        host.close()
+        refresher.close()
+    return outcome
+
+
+def test_refresh_skips_a_lead_the_host_holds_instead_of_deadlocking(dsn: str, conn: Conn, busy_client: uuid.UUID,
+                                                                    waits_on_a_lock: Callable[[int], bool]) -> None:
+    # The client queued for a rescore of every lead (as after an ICP change); the host holds one
+    # lead (an update of a field the scorer does not read), then deletes an activity of another.
+    client = busy_client
+    conn.execute("insert into ci_private.als_rescore_queue (client_id) values (%s) on conflict do nothing", (client,))
+    held, other = [r[0] for r in conn.execute("select id from public.leads where client_id = %s order by id limit 2",
+                                              (client,))]
+    doomed = conn.execute("select id from public.activities where lead_id = %s limit 1", (other,)).fetchone()
+    assert doomed is not None
+    before = _scored_at(conn, client)
+    outcome = _refresh_against_host(
+        dsn, client, ("update public.leads set first_name = 'held' where id = %s", (held,)), doomed[0], waits_on_a_lock)
+    assert outcome == {"refresh": "ok", "delete": 1}, outcome
+    # The held lead was skipped, not lost: the client is queued again (for the rescore job), and
+    # the held lead kept its score while the 99 others were rescored.
+    assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
+                        (client,)).fetchone() == (1,)
+    after = _scored_at(conn, client)
+    assert after[held] == before[held]
+    assert sum(after[i] > before[i] for i in after if i != held) == 99
+
+
+def test_refresh_does_not_wait_for_the_clients_row_the_host_holds(dsn: str, conn: Conn, busy_client: uuid.UUID,
+                                                                  waits_on_a_lock: Callable[[int], bool]) -> None:
+    # Review of the first version: a host's rename (or ICP change) in progress held the client's
+    # row; the refresh's last step (the sample count, the weights) waited for it, the lock taken,
+    # and the host's delete was the deadlock victim (4 of 4). The refresh now leaves the row alone.
+    client = busy_client
+    conn.execute("update public.clients set conversion_sample_count = -1 where id = %s", (client,))
+    doomed = conn.execute("select id from public.activities where client_id = %s limit 1", (client,)).fetchone()
+    assert doomed is not None
+    outcome = _refresh_against_host(
+        dsn, client, ("update public.clients set name = name || ' (renamed)' where id = %s", (client,)), doomed[0],
+        waits_on_a_lock)
+    assert outcome == {"refresh": "ok", "delete": 1}, outcome
+    row = conn.execute("select name, conversion_sample_count from public.clients where id = %s", (client,)).fetchone()
+    # The host's rename committed; the sample count was deferred to the next refresh.
+    assert row == ("refresh vs host (renamed)", -1)
+    run = conn.execute("select detail -> 'weights' ->> 'applied' from public.conversion_refresh_runs "
+                       "where client_id = %s order by finished_at desc limit 1", (client,)).fetchone()
+    assert run == ("false",)
+
+
+def test_rescore_leads_within_a_refresh_skips_held_leads_and_queues_the_client(
+        dsn: str, conn: Conn, busy_client: uuid.UUID) -> None:
+    # The clients trigger's inline rescore when the refresh applies new weights to a small client:
+    # within a refresh (ci.rescore_skip_locked on) a held lead is skipped and the client queued.
+    client = busy_client
+    conn.execute("delete from ci_private.als_rescore_queue where client_id = %s", (client,))
+    held = conn.execute("select min(id::text)::uuid from public.leads where client_id = %s", (client,)).fetchone()
+    assert held is not None
+    holder = psycopg.connect(dsn)
+    try:
+        holder.execute("update public.leads set first_name = 'held' where id = %s", (held[0],))
+        with psycopg.connect(dsn) as rescorer:
+            rescorer.execute("set local ci.rescore_skip_locked = 'on'")
+            rescorer.execute("set local lock_timeout = '5s'")
+            row = rescorer.execute("select ci_private.rescore_leads(%s)", (client,)).fetchone()
+            rescorer.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert row == (99,)
+    assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
+                        (client,)).fetchone() == (1,)
