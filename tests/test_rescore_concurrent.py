@@ -272,3 +272,29 @@ def test_rescore_leads_within_a_refresh_skips_held_leads_and_queues_the_client(
     assert row == (99,)
     assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
                         (client,)).fetchone() == (1,)
+
+
+def test_a_hosts_icp_change_skips_leads_another_transaction_holds(dsn: str, conn: Conn,
+                                                                  busy_client: uuid.UUID) -> None:
+    # The clients trigger rescores a small client's leads inside the host's ICP change; it locked
+    # every lead and waited for any another transaction held (two looping hosts deadlocked over it).
+    # Now the held lead is left to the rescore job: the client is queued.
+    client = busy_client
+    held = conn.execute("select min(id::text)::uuid from public.leads where client_id = %s", (client,)).fetchone()
+    assert held is not None
+    before = _scored_at(conn, client)
+    holder = psycopg.connect(dsn)
+    try:
+        holder.execute("update public.leads set first_name = 'held' where id = %s", (held[0],))
+        with psycopg.connect(dsn) as host:
+            host.execute("set local lock_timeout = '5s'")
+            host.execute("update public.clients set icp_industries = '{Fintech}' where id = %s", (client,))
+            host.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+    after = _scored_at(conn, client)
+    assert after[held[0]] == before[held[0]]
+    assert sum(after[i] > before[i] for i in after if i != held[0]) == 99
+    assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
+                        (client,)).fetchone() == (1,)

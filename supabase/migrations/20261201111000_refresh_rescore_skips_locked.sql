@@ -35,6 +35,9 @@
 --   and the sample count is not stored;
 -- - the queue row, held by a host's ICP change in progress: the refresh's
 --   rescore step skips it (the host's transaction queues the client).
+-- - the same inline rescore run by a host's own ICP change (the clients
+--   trigger, in the host's transaction) now skips held leads as well: two
+--   host transactions deadlocked over it (review, two looping hosts).
 -- Not covered: the reconciliation's corrections (a lead whose stored state
 -- differs from its history, a misplaced mark) still wait for a held row;
 -- they are rare (writes with the layer's triggers off).
@@ -340,6 +343,42 @@ begin
     'reconciled', v_reconciled
   )
     || v_summary;
+end
+$$;
+
+-- The weights' and ICP's trigger on clients (migration 20261201110100's
+-- body): its inline rescore of a small client skips the leads another
+-- transaction holds too, and queues the client for the rescore job. It ran
+-- inside the host's own transaction and locked every lead of the client: two
+-- host transactions, one changing the ICP, the other holding a lead and then
+-- writing the client's row, deadlocked (review: with two looping hosts).
+create or replace function ci_private.clients_refresh_als_context()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_leads integer;
+  v_prev text;
+begin
+  if tg_op = 'UPDATE' then
+    v_leads := ci_private.rescore_inline_leads(new.id);
+    if v_leads is not null then
+      delete from ci_private.als_rescore_queue as q where q.client_id = new.id;
+    else
+      insert into ci_private.als_rescore_queue as q (client_id) values (new.id)
+      on conflict (client_id) do update set requested_at = pg_catalog.now();
+    end if;
+  end if;
+  perform ci_private.refresh_als_context(new.id);
+  if tg_op = 'UPDATE' and v_leads is not null then
+    v_prev := pg_catalog.current_setting('ci.rescore_skip_locked', true);
+    perform pg_catalog.set_config('ci.rescore_skip_locked', 'on', true);
+    perform ci_private.rescore_leads(new.id);
+    perform pg_catalog.set_config('ci.rescore_skip_locked', coalesce(v_prev, ''), true);
+  end if;
+  return null;
 end
 $$;
 
