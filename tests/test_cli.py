@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ci_sidecar.demo import learned_summary
+from ci_sidecar.demo import learned_summary, refresh_and_report
 from ci_sidecar.generator import Effects, GeneratorConfig, generate
 from ci_sidecar.wording import weight_reason
 
@@ -161,6 +161,15 @@ def test_refresh_score_rescore_allocation(dsn: str, conn: Conn, client: str) -> 
     assert sum(allocation["allocation"].values()) == 100
 
 
+def test_allocation_text_gives_the_policys_note(dsn: str, client: str) -> None:
+    """The dead tier has no channel; the text says why (the JSON's note), not "tier dead (from policy): "."""
+    note = ci_json(dsn, "allocation", client, "dead")["note"]
+    proc = run_ci(dsn, "allocation", client, "dead")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"tier dead (from policy): no channel: {note}"
+    assert note == "dead leads get no outreach"
+
+
 def test_refresh_all_as_member_is_refused(dsn: str, client: str, member: str) -> None:
     proc = run_ci(dsn, "refresh", "--all", "--as-user", member)
     assert proc.returncode == 6
@@ -216,6 +225,34 @@ def test_explain_score(dsn: str, conn: Conn, client: str, member: str) -> None:
     human = run_ci(dsn, "explain-score", lead)
     assert human.returncode == 0
     assert f"score {stored[0]}" in human.stdout and "authority" in human.stdout and "WHO segments" in human.stdout
+    # In words: no column names, no Python True/False, no bare "none", lifts with two decimals.
+    out = human.stdout
+    assert "data quality" in out and "company fit" in out
+    for raw in ("data_quality", "company_fit", "company_size", "new_role", " True ", " False ", ", none,", "n="):
+        assert raw not in out, raw
+    lifts = [word for line in out.splitlines() for word in line.replace(",", " ").split()
+             if word.endswith("x") and word[:-1].replace(".", "").isdigit()]
+    assert lifts and all(len(w.split(".")[1]) == 3 for w in lifts), lifts  # "0.60x", never "0.6"
+
+
+def test_reconcile_refresh_fit_and_detect_speak_words(dsn: str, client: str) -> None:
+    """No raw JSON, Python dicts or microseconds in the human texts; `ci detect` says what it found."""
+    reconciled = run_ci(dsn, "reconcile", client)
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert reconciled.stdout.startswith("reconciled: ") and "{" not in reconciled.stdout
+    assert "converting-touch marks added" in reconciled.stdout
+    refreshed = run_ci(dsn, "refresh", client)
+    assert refreshed.returncode == 0, refreshed.stderr
+    stamp = refreshed.stdout.split(" at ", 1)[1].split(";", 1)[0]
+    assert len(stamp) == len("2026-12-01 19:40:20 UTC") and stamp.endswith(" UTC"), stamp
+    fitted = run_ci(dsn, "fit-weights", client, "--dry-run")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "{'" not in fitted.stdout and "data_quality" not in fitted.stdout and "data quality 0." in fitted.stdout
+    detected = run_ci(dsn, "detect", "when", client)
+    assert detected.returncode == 0, detected.stderr
+    lines = detected.stdout.strip().splitlines()
+    assert len(lines) > 1 and ("What it backs:" in lines or any("note: WHEN" in line for line in lines))
+    assert "No WHO pattern" not in detected.stdout
 
 
 def test_context_store_and_agent_context(dsn: str, conn: Conn, client: str, member: str) -> None:
@@ -266,15 +303,15 @@ def test_weight_reasons_are_said_in_plain_words_with_their_numbers() -> None:
                     "2.5 x 0.0045 = 0.01125, so the gain may be chance)")
     applied = weight_reason("held-out AUC 0.5587 -> 0.5690 over 5 folds; step of at most 0.05")
     assert applied == ("the learned weights ranked booked leads better than the current ones on leads held out of "
-                       "the fit (ranking quality, AUC, 0.5587 -> 0.5690 over 5 folds); each weight moved by at most "
-                       "0.05")
+                       "the fit (ranking quality, AUC, 0.5587 -> 0.5690, averaged over 5 rounds, each holding out a "
+                       "different part of the leads); each weight moved by at most 0.05")
     assert "0.0010" in weight_reason("no out-of-sample improvement: AUC gain 0.0010 < 0.003")
     assert weight_reason("insufficient data: 12 outcomes") == "insufficient data: 12 outcomes"  # unknown: as is
     assert weight_reason(None) == ""
     # The demo's summary line, wrapped, says the same.
     demo = " ".join(" ".join(learned_summary({"who": {"weight_learning": {"applied": False,
                                                                           "reason": NOT_RELIABLE}}})).split())
-    assert "ALS weights kept the current weights: the learned weights did not rank booked leads clearly" in demo
+    assert "score weights kept the current weights: the learned weights did not rank booked leads clearly" in demo
     assert "less than 2.5 standard errors, 2.5 x 0.0045 = 0.01125" in demo and " x SE " not in demo
 
 
@@ -292,3 +329,27 @@ def test_fit_weights_applies_through_apply_learned_weights(dsn: str, conn: Conn)
         assert {k: float(v) for k, v in row[0].items()} == {k: float(v) for k, v in in_db["new_weights"].items()}
     else:
         assert out["applied"] is None and row[0] is None
+
+
+def test_demo_says_a_sequences_booking_share_is_an_estimate() -> None:
+    """booking_probability is built from each step's booking rate: the demo says so, and what sample_size counts."""
+    how = {"winning_sequences": [{"sequence": ["linkedin", "linkedin", "email", "voice", "email", "email"],
+                                  "booking_probability": 0.1957, "sample_size": 168, "conversions": 46,
+                                  "sample": 1550, "significance": "above"}]}
+    text = " ".join(" ".join(learned_summary({"how": how})).split())
+    assert ("sequences linkedin > linkedin > email > voice > email > email: an estimated 19.6% of leads book along "
+            "it, from the booking rate at each step; 168 leads went down the whole sequence") in text
+    assert "of leads sent down it book" not in text
+
+
+def test_demo_report_explains_its_terms(conn: Conn, client: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's refresh report names no jargon it does not explain (it said "family-wise interval", "ALS"
+    and "confidence 1.00" with no word on what they are)."""
+    refresh_and_report(conn, [client])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "confidence 1.00" in out or "confidence 0." in out
+    assert "Confidence: from 0 to 1, how much data backs the patterns" in out
+    assert "widened for the number of segments compared at once" in out
+    for jargon in ("family-wise", "ALS", "folds", "led_to_booking", "deleted_at"):
+        assert jargon not in out, jargon
+

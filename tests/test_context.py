@@ -89,7 +89,7 @@ def test_size_sweet_spot_gives_its_bookings_and_interval() -> None:
     patterns = _patterns()
     patterns["who"]["size_analysis"]["distribution"] = []
     bare = next(s.render() for s in build_context(patterns).targeting if s.topic == "company_size")
-    assert bare == "Company size sweet spot: 16-30 employees [18.8%, n=623 leads, lift 1.78x]"
+    assert bare == "Company size sweet spot: 16-30 employees [18.8%, 623 leads, lift 1.78x]"
 
 
 def test_signals_are_described_in_words_not_column_names() -> None:
@@ -182,3 +182,45 @@ def test_junk_shapes_do_not_break_it() -> None:
     assert isinstance(ctx.as_text(), str)
     assert ctx.statements == []
     json.dumps(ctx.to_json())
+
+
+# As detect_how_patterns writes a winning sequence (Demo client 1): booking_probability is the estimate
+# 1 - prod(1 - h_j) from the booking rate of each step, sample_size the leads that reached the last step,
+# conversions of sample the bookings among the touches sent along it.
+SEQUENCE = {"sequence": ["linkedin", "linkedin", "email", "voice", "email", "email"], "booking_probability": 0.1957,
+            "sample_size": 168, "conversions": 46, "sample": 1550, "conversion_rate": 0.0297, "ci_low": 0.0199,
+            "ci_high": 0.0441, "lift": 1.59, "significance": "above"}
+
+
+def test_a_sequence_says_its_booking_share_is_an_estimate_and_what_its_counts_count() -> None:
+    ctx = build_context({"how": {"sample_size": 2184, "confidence": 1, "winning_sequences": [SEQUENCE]}})
+    [line] = [s.render() for s in ctx.sequence_builder().sequences]
+    assert line == ("Sequence that books: linkedin -> linkedin -> email -> voice -> email -> email (an estimated "
+                    "19.6% of leads book along it, from the booking rate at each step; 168 leads went down the "
+                    "whole sequence) [3.0%, 46 of 1550 touches sent along it booked, 95% interval 2.0%-4.4%, "
+                    "lift 1.59x]")
+    text = _all_text(ctx) + json.dumps(ctx.to_json())
+    assert "sent down it booked" not in text and "touch exposures" not in text
+
+
+def test_names_are_words_and_the_gap_line_says_what_its_figures_are() -> None:
+    """An angle and a signal by their identifiers (roi_focused, new_role) read as words; the sequence gaps
+    are medians, each over the booked leads that had both touches, not an average over all 231."""
+    patterns = {
+        "who": {"sample_size": 2184, "confidence": 1, "timing_signals": {
+            "definitions": {"new_role": "in the role under 6 months at the first outbound touch"},
+            "segments": {"new_role": [_ranked("flag", True, "above", 43, 238, 0.181)]}}},
+        "what": {"sample_size": 2184, "confidence": 1,
+                 "angles": {"effective": [_ranked("angle", "roi_focused", "above", 60, 2204, 0.027)]}},
+        "when": {"sample_size": 2184, "confidence": 1, "metadata": {"bookings": 231},
+                 "optimal_sequence_gaps": {"touch_1_to_2": 3.0, "touch_2_to_3": 2.8, "touch_5_to_6": 1.9}},
+    }
+    lines = [s.render() for s in build_context(patterns).statements]
+    assert "Leads with signal 'new role' (in the role under 6 months at the first outbound touch) book more " \
+           "[18.1%, 43 of 238 leads, 95% interval 12.7%-23.5%, lift 1.81x]" in lines
+    assert "Angle that books: ROI focused [2.7%, 60 of 2204 touches, 95% interval 1.9%-3.5%, lift 0.27x]" in lines
+    assert ("Typical (median) days between touches of booked leads, each gap over those that had both touches "
+            "before booking: 1->2: 3.0, 2->3: 2.8, 5->6: 1.9 [231 booked leads in all]") in lines
+    text = "\n".join(lines)
+    assert "roi_focused" not in text and "new_role" not in text and "n=231" not in text and "Average" not in text
+

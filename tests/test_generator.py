@@ -64,6 +64,21 @@ def test_every_booked_lead_with_a_prior_touch_has_exactly_one_mark(conn: Conn, p
     assert all(marks == (1 if before and not deleted else 0) for _, marks, before, deleted in rows)
 
 
+def test_the_summary_counts_the_marks_present_not_the_backfills_changes(conn: Conn, planted: dict[str, Any]) -> None:
+    """The triggers mark the touches while they are copied, so the backfill changes none: the summary's
+    "N converting touches marked" is the marks in place (it printed "0 converting touches marked")."""
+    row = conn.execute("select count(*) from public.activities where client_id = %s and led_to_booking",
+                       (planted["client_id"],)).fetchone()
+    assert row is not None and row[0] > 30
+    assert planted["result"].clients[0].marks == row[0]
+    said: list[str] = []
+    res = generate(conn, GeneratorConfig(seed=12, clients=1, leads_per_client=200, progress=said.append))
+    present = conn.execute("select count(*) from public.activities where client_id = %s and led_to_booking",
+                           (res.client_ids[0],)).fetchone()
+    assert present is not None and present[0] > 0 and res.clients[0].marks == present[0]
+    assert any(f": {present[0]:,} converting touches marked (" in line for line in said)
+
+
 def test_both_conversion_paths_and_all_outcomes_occur(conn: Conn, planted: dict[str, Any]) -> None:
     cid = planted["client_id"]
     booked_by_activity = conn.execute(
@@ -143,4 +158,6 @@ def test_soft_deleted_leads_are_said_where_the_counts_are_printed(conn: Conn) ->
     assert lines[0].split() == ["client", "leads", "deleted", "booked", "failed", "open", "book", "rate", "touches",
                                 "marked"]
     assert lines[1].split()[2:4] == [str(in_use), str(deleted)]
-    assert any("soft-deleted" in line and "deleted_at" in line for line in lines)
+    assert any("soft-deleted" in line and "deleted in the CRM" in line for line in lines)
+    # The legend says what the columns mean in words, not by the database's column names.
+    assert not any("deleted_at" in line or "led_to_booking" in line for line in lines)

@@ -186,6 +186,29 @@ def test_report_renders_every_chart_in_headless_chromium(dsn: str, client: str, 
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
+def test_report_texts_say_what_the_figures_are() -> None:
+    """The sequence chart says its share is an estimate and what its counts count; no "Position hazard"
+    heading, no raw significance, timestamps without microseconds."""
+    import datetime as dt
+
+    from ci_sidecar.report import _sequences, _stamp, _touch_charts
+
+    seq = {"sequence": ["linkedin", "email"], "booking_probability": 0.1957, "sample_size": 168, "conversions": 46,
+           "sample": 1550, "conversion_rate": 0.0297, "significance": "none"}
+    fig = _sequences({"sequence_rankings": [seq]})
+    assert fig is not None
+    hover = fig.data[0].hovertext[0]
+    assert hover == ("an estimated 19.6% of leads book along it, from the booking rate at each step; 168 leads went "
+                     "down the whole sequence<br>per touch along it 3.0%: 46 of 1550 touches sent along it booked"
+                     "<br>no clear difference from the client's rate")
+    assert "touch exposures" not in hover
+    charts = _touch_charts({"touch_position_hazard": [{"position": 1, "conversion_rate": 0.02, "sample": 900,
+                                                       "conversions": 18, "significance": "none"}]})
+    assert all("hazard" not in str(c.layout.title.text).lower() for c in charts)
+    stamp = _stamp(dt.datetime(2026, 12, 1, 19, 40, 20, 292580, tzinfo=dt.UTC))
+    assert stamp == "2026-12-01 19:40 UTC"
+
+
 # -- fit-weights without plpython3u ---------------------------------------------------------------
 
 def _url_for(dsn: str, dbname: str) -> str:

@@ -17,6 +17,7 @@ lead, 5 client without patterns, 6 caller without access, 7 invalid input, 1 oth
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from typing import Any
 from ci_sidecar.client import PATTERN_TYPES, CiClient, Pattern, PatternSet, WeightsResult
 from ci_sidecar.context import build_context
 from ci_sidecar.errors import EXIT_ERROR, EXIT_INVALID, CiError, InvalidInput
-from ci_sidecar.wording import weight_reason
+from ci_sidecar.wording import plain_name, significance_words, weight_reason
 
 __all__ = ["build_parser", "context_main", "main"]
 
@@ -47,6 +48,43 @@ def _pct(value: Any) -> str:
         return f"{float(value):.1%}"
     except (TypeError, ValueError):
         return "n/a"
+
+
+def _lift(value: Any) -> str:
+    """A lift with two decimals always ("0.60x", not "0.6" next to "1.05")."""
+    try:
+        return f"{float(value):.2f}x"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def _when(value: Any) -> str:
+    """A timestamp to the second, in UTC ("2026-12-01 19:40:20 UTC"), not with microseconds."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return f"{value:%Y-%m-%d %H:%M:%S} UTC"
+    return "n/a" if value is None else str(value)
+
+
+def _weights_text(weights: Any) -> str:
+    """Score weights in words ("data quality 0.18, authority 0.19, ..."), not a Python dict."""
+    if not isinstance(weights, dict) or not weights:
+        return "no weights"
+    parts = []
+    for key, value in weights.items():
+        try:
+            parts.append(f"{plain_name(key)} {float(value):.4f}")
+        except (TypeError, ValueError):
+            parts.append(f"{plain_name(key)} {value}")
+    return "weights " + ", ".join(parts)
+
+
+def _value_text(value: Any) -> str:
+    """A segment's value for people: a flag as yes / no, an identifier in words."""
+    if isinstance(value, bool) or str(value) in ("True", "False", "true", "false"):
+        return "yes" if str(value).lower() == "true" else "no"
+    return plain_name(value)
 
 
 # -- human renderings ------------------------------------------------------------------------------
@@ -100,6 +138,14 @@ def _cmd_detect(ci: CiClient, a: argparse.Namespace) -> Any:
     if a.json:
         return p.data
     print(_pattern_line(a.type, p) + " (computed now, not stored)")
+    ctx = build_context({a.type: p.data}, include_stale=True)
+    if ctx.statements:
+        print("\nWhat it backs:")
+        for s in ctx.statements:
+            print(f"  {s.render()}")
+    for caveat in ctx.caveats:
+        if a.type.upper() in caveat:  # not the other patterns' "No WHO pattern has been computed"
+            print(f"  note: {caveat}")
     return None
 
 
@@ -117,7 +163,7 @@ def _cmd_refresh(ci: CiClient, a: argparse.Namespace) -> Any:
     s = ci.refresh_conversion_patterns(a.client)
     if a.json:
         return s.raw
-    print(f"{s.client_id}: {s.status} at {s.computed_at}; weights "
+    print(f"{s.client_id}: {s.status} at {_when(s.computed_at)}; weights "
           f"{'applied' if s.weights_applied else 'kept'}: {weight_reason(s.weights.get('reason', ''))}")
     return None
 
@@ -142,7 +188,9 @@ def _cmd_allocation(ci: CiClient, a: argparse.Namespace) -> Any:
     r = ci.recommended_channel_allocation(a.client, a.tier)
     if a.json:
         return r.raw
-    print(f"tier {r.tier} (from {r.source}): " + ", ".join(f"{k} {v}%" for k, v in sorted(r.allocation.items())))
+    shares = ", ".join(f"{k} {v}%" for k, v in sorted(r.allocation.items())) or "no channel"
+    note = r.raw.get("note")
+    print(f"tier {r.tier} (from {r.source}): {shares}" + (f": {note}" if note else ""))
     return None
 
 
@@ -166,7 +214,7 @@ def _cmd_apply_weights(ci: CiClient, a: argparse.Namespace) -> Any:
                                  _json_arg(a.metrics, "--metrics") if a.metrics else {})
     if a.json:
         return r.raw
-    print(f"applied {r.weights}; {_rescore_note(r)}" if r.applied else f"not applied: {r.reason}")
+    print(f"applied {_weights_text(r.weights)}; {_rescore_note(r)}" if r.applied else f"not applied: {r.reason}")
     return None
 
 
@@ -174,8 +222,20 @@ def _cmd_reconcile(ci: CiClient, a: argparse.Namespace) -> Any:
     r = ci.reconcile_conversions(a.client)
     if a.json:
         return r.raw
-    print(json.dumps(r.raw, indent=2, sort_keys=True))
+    print(_reconcile_text(r.raw))
     return None
+
+
+def _reconcile_text(raw: dict[str, Any]) -> str:
+    """reconcile_conversions' counts in words (its JSON with --json)."""
+    def n(key: str) -> str:
+        value = raw.get(key)
+        return f"{value:,}" if isinstance(value, int) else str(value if value is not None else 0)
+
+    return (f"reconciled: {n('leads_converted')} leads set booked, {n('leads_unconverted')} no longer booked, "
+            f"{n('leads_retimed')} with their booking time corrected; {n('marks_added')} converting-touch marks "
+            f"added, {n('marks_removed')} removed; the kept touch list rebuilt for {n('lead_touches_leads')} leads "
+            f"({n('lead_touches_rows')} touches)")
 
 
 def _cmd_explain(ci: CiClient, a: argparse.Namespace) -> Any:
@@ -184,18 +244,21 @@ def _cmd_explain(ci: CiClient, a: argparse.Namespace) -> Any:
         return e.raw
     stored = "" if e.stored_score in (None, e.score) else f" (stored score {e.stored_score}: rescore to update)"
     print(f"lead {e.lead_id}: score {e.score} ({e.tier}){stored}; weights {e.weights_source}")
-    print(f"  {'component':<13}{'points':>8}{'weight':>8}{'contrib':>9}  rules")
+    print(f"  {'component':<14}{'points':>7}{'weight':>8}{'contrib':>9}  rules")
     for c in e.components:
         rules = "; ".join(f"{r} {p:+d}" for r, p in c.rules) or "-"
         if c.capped:
             rules += f" (capped at {c.max})"
-        print(f"  {c.component:<13}{c.points:>5}/{c.max:<2}{c.weight:>8.4f}{c.contribution:>+9.2f}  {rules}")
+        print(f"  {plain_name(c.component):<14}{c.points:>4}/{c.max:<2}{c.weight:>8.4f}{c.contribution:>+9.2f}  "
+              f"{rules}")
     print("  score = sum of contributions + 15 (risk allowance), clipped to 0..100 and rounded")
     if e.who_segments:
-        print("WHO segments this lead falls in (stored WHO pattern):")
+        print("WHO segments this lead falls in (stored WHO pattern; rate = booked / leads with an outcome, "
+              "95% interval, lift = rate / the client's rate):")
         for s in e.who_segments:
-            print(f"  {s.dimension:<13}{s.value:<28} rate {_pct(s.conversion_rate)} "
-                  f"[{_pct(s.ci_low)}-{_pct(s.ci_high)}], lift {s.lift}, {s.significance}, n={s.sample}")
+            print(f"  {plain_name(s.dimension):<14}{_value_text(s.value):<28} rate {_pct(s.conversion_rate)} "
+                  f"[{_pct(s.ci_low)}-{_pct(s.ci_high)}], lift {_lift(s.lift)}, "
+                  f"{significance_words(s.significance)}, {s.sample:,} leads")
     else:
         print("No WHO pattern segments for this lead yet.")
     return None
@@ -247,12 +310,13 @@ def _cmd_fit(ci: CiClient, a: argparse.Namespace) -> Any:
         if not a.json:
             d = out.decision
             if out.applied is not None:
-                print(f"{cid}: applied {out.applied.weights} ({_rescore_note(out.applied)}): "
+                print(f"{cid}: applied {_weights_text(out.applied.weights)} ({_rescore_note(out.applied)}): "
                       f"{weight_reason(d.get('reason', ''))}")
             elif out.proposed:
-                print(f"{cid}: would apply {d.get('new_weights')} (dry run): {weight_reason(d.get('reason', ''))}")
+                print(f"{cid}: would apply {_weights_text(d.get('new_weights'))} (dry run): "
+                      f"{weight_reason(d.get('reason', ''))}")
             else:
-                print(f"{cid}: kept {d.get('old_weights')}: {weight_reason(d.get('reason', ''))}")
+                print(f"{cid}: kept {_weights_text(d.get('old_weights'))}: {weight_reason(d.get('reason', ''))}")
     return results if a.json else None
 
 
@@ -354,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("client")
     p.add_argument("--prompt", choices=("campaign", "sequence", "messaging", "all"), default="all")
 
-    p = add("fit-weights", _cmd_fit, "fit the ALS weights here and apply them (for servers without plpython3u)")
+    p = add("fit-weights", _cmd_fit, "fit the lead score's (ALS) component weights here and apply them (for servers without "
+                                     "plpython3u)")
     p.add_argument("client", nargs="*")
     p.add_argument("--all", action="store_true", help="every client with patterns")
     p.add_argument("--dry-run", action="store_true", help="decide, apply nothing")

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ci_sidecar.wording import signal_meaning
+from ci_sidecar.wording import SEQUENCE_TOUCHES, plain_name, sequence_estimate, signal_meaning
 
 __all__ = [
     "LOW_CONFIDENCE",
@@ -131,7 +131,7 @@ class Evidence:
         if self.conversions is not None and self.n is not None:
             parts.append(f"{self.conversions} of {self.n} {self.unit}")
         elif self.n is not None:
-            parts.append(f"n={self.n} {self.unit}")
+            parts.append(f"{self.n} {self.unit}")
         if self.ci_low is not None and self.ci_high is not None:
             parts.append(f"95% interval {_pct(self.ci_low)}-{_pct(self.ci_high)}")
         if self.lift is not None:
@@ -260,9 +260,14 @@ def _who(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
                     meaning = signal_meaning(signal, _get(definitions, signal))
                     verb = "book more" if item.get("significance") == "above" else "book less"
                     out.append(Statement("who", "timing_signal", "use" if verb == "book more" else "avoid",
-                                         f"Leads with signal '{signal}' ({meaning}) {verb}",
+                                         f"Leads with signal '{plain_name(signal)}' ({meaning}) {verb}",
                                          Evidence.of(item, "leads"), flags))
     return out
+
+
+def _named(group: str, value: Any) -> Any:
+    """Angles and pain points are named by identifiers (roi_focused): in words; subjects and CTAs are texts."""
+    return plain_name(value) if group in ("angles", "pain_points") else value
 
 
 def _what(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
@@ -277,10 +282,10 @@ def _what(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
     for group, label, good, bad, use_text, avoid_text in specs:
         topic = "subject" if group == "subject_patterns" else label
         for item in _ranked(p, group, good, "above"):
-            out.append(Statement("what", topic, "use", use_text.format(item.get(label)),
+            out.append(Statement("what", topic, "use", use_text.format(_named(group, item.get(label))),
                                  Evidence.of(item, "touches"), flags))
         for item in _ranked(p, group, bad, "below"):
-            out.append(Statement("what", topic, "avoid", avoid_text.format(item.get(label)),
+            out.append(Statement("what", topic, "avoid", avoid_text.format(_named(group, item.get(label))),
                                  Evidence.of(item, "touches"), flags))
     lengths = _get(p, "optimal_length")
     if isinstance(lengths, Mapping):
@@ -355,8 +360,12 @@ def _when(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
         text = ", ".join(f"{k.replace('touch_', '').replace('_to_', '->')}: {_num(v)}"
                          for k, v in sorted(gaps.items()) if _num(v) is not None)
         if text:
-            out.append(Statement("when", "gap", "info", f"Average days between touches of booked leads: {text}",
-                                 Evidence("booked leads", n=bookings), flags))
+            # optimal_sequence_gaps: the median gap at each step over the booked leads that had both
+            # touches before booking (fewer at the later steps): the n is the booked leads in all.
+            out.append(Statement("when", "gap", "info",
+                                 f"Typical (median) days between touches of booked leads, each gap over those that "
+                                 f"had both touches before booking: {text}",
+                                 Evidence("booked leads in all", n=bookings), flags))
     return out
 
 
@@ -371,9 +380,10 @@ def _how(p: Mapping[str, Any], flags: tuple[str, ...]) -> list[Statement]:
             path = " -> ".join(map(str, seq))
             prob = _num(item.get("booking_probability"))
             text = f"Sequence that books: {path}" if advice == "use" else f"Avoid the sequence {path}"
-            if prob is not None:
-                text += f" ({_pct(prob)} of {item.get('sample_size')} leads sent down it booked)"
-            out.append(Statement("how", "sequence", advice, text, Evidence.of(item, "touch exposures"), flags))
+            estimate = sequence_estimate(prob, _count(item.get("sample_size")))
+            if estimate:
+                text += f" ({estimate})"
+            out.append(Statement("how", "sequence", advice, text, Evidence.of(item, SEQUENCE_TOUCHES), flags))
     for item in _significant(_items(p.get("best_first_channels")), "above")[:TOP]:
         out.append(Statement("how", "first_channel", "use", f"Open with {item.get('channel')}",
                              Evidence.of(item, "touches"), flags))

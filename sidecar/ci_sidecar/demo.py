@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 
 from ci_sidecar.generator import Effects, GeneratorConfig, generate, planned_client_ids, soft_deleted_note
-from ci_sidecar.wording import weight_reason
+from ci_sidecar.wording import sequence_estimate, weight_reason
 
-__all__ = ["learned_summary", "main", "summary_lines", "summary_rows"]
+__all__ = ["FOOTNOTE", "learned_summary", "main", "refresh_and_report", "summary_lines", "summary_rows"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +43,15 @@ order by c.name
 """
 
 
+# The terms of the refresh report; confidence is the WHO pattern's (ci_private.who_confidence: a logistic
+# curve in the leads with an outcome).
+FOOTNOTE = ("Only segments whose 95% interval lies above the client's booking rate are named; the intervals are "
+            "widened for the number of segments compared at once, so a winner is not just the luckiest of many. "
+            "Score weights: how much each part of the lead score (data quality, authority, company fit, timing) "
+            "counts, relearned from the booked and failed leads at each refresh. Confidence: from 0 to 1, how much "
+            "data backs the patterns; it grows with the leads with an outcome (0.50 at 100, 1.00 from about 260).")
+
+
 def summary_rows(conn: psycopg.Connection[Any], client_ids: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Per demo client: name, leads (not soft-deleted), converted, failed, open, outbound touches, marks,
     soft-deleted leads."""
@@ -61,10 +70,11 @@ def summary_lines(rows: Sequence[tuple[Any, ...]]) -> list[str]:
                      f"{marks:>8,}")
     lines += [
         "",
-        "leads = leads in use; deleted = soft-deleted leads (deleted_at set), loaded but ignored by every pattern",
-        "and score (leads + deleted = the leads copied).",
+        "leads = leads in use; deleted = leads marked deleted in the CRM (soft-deleted), loaded but ignored by",
+        "every pattern and score (leads + deleted = the leads copied).",
         "book rate = booked / (booked + failed); open leads are still in sequence and not counted as failures.",
-        "marked = outbound touches flagged led_to_booking (one per booked lead that had a touch before booking).",
+        "marked = outbound touches marked as the one that led to the booking (one per booked lead that had a",
+        "touch before booking).",
     ]
     return lines
 
@@ -91,7 +101,8 @@ def _winners(node: Any, label: str, limit: int = 2) -> list[str]:
 
 
 def _line(title: str, found: list[str]) -> str:
-    return f"    {title:<22}" + ("; ".join(found) if found else "no clear winner yet")
+    text = "; ".join(found) if found else "no clear winner yet"
+    return "\n".join(textwrap.wrap(text, width=110, initial_indent=f"    {title:<22}", subsequent_indent=" " * 26))
 
 
 def learned_summary(patterns: dict[str, Any]) -> list[str]:
@@ -115,8 +126,8 @@ def learned_summary(patterns: dict[str, Any]) -> list[str]:
         _line("local hours", _winners(when.get("best_hours"), "hour")),
         "    channel sequences (each step judged only over leads that reached it):",
         _line("sequences", [
-            f"{' > '.join(map(str, x.get('sequence') or []))}: {float(x.get('booking_probability') or 0):.1%} "
-            f"of leads sent down it book ({x.get('sample_size')} leads)"
+            f"{' > '.join(map(str, x.get('sequence') or []))}: "
+            + sequence_estimate(float(x.get("booking_probability") or 0), x.get("sample_size"))
             for x in (how.get("winning_sequences") or [])[:2]
             if isinstance(x, dict) and x.get("significance") == "above"
         ]),
@@ -125,7 +136,8 @@ def learned_summary(patterns: dict[str, Any]) -> list[str]:
     if learning:
         applied = "new weights applied" if learning.get("applied") else "kept the current weights"
         text = f"{applied}: {weight_reason(learning.get('reason', ''))}"
-        lines += textwrap.wrap(text, width=110, initial_indent=f"    {'ALS weights':<22}", subsequent_indent=" " * 26)
+        lines += textwrap.wrap(text, width=110, initial_indent=f"    {'score weights':<22}",
+                               subsequent_indent=" " * 26)
     warnings = [w for p in (who, what, when, how) for w in (p.get("health_warnings") or [])]
     if warnings:
         lines.append(f"    {'warnings':<22}" + "; ".join(sorted(set(map(str, warnings)))))
@@ -149,7 +161,9 @@ def refresh_and_report(conn: psycopg.Connection[Any], client_ids: Sequence[Any])
               f"confidence {float(who.get('confidence') or 0):.2f}")
         for line in learned_summary(patterns):
             print(line)
-    print("\nOnly segments whose 95% family-wise interval lies above the client's booking rate are named.")
+    print()
+    for line in textwrap.wrap(FOOTNOTE, width=110):
+        print(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -161,6 +161,7 @@ class ClientSummary:
     failed: int
     open: int
     marks: int
+    """Converting-touch marks present after the load (not the backfill's count of marks it changed)."""
     deleted: int = 0
     """Leads written soft-deleted (deleted_at set): in ``leads``, ignored by every pattern and score."""
 
@@ -730,10 +731,15 @@ def _write_client(conn: psycopg.Connection[Any], rng: np.random.Generator, id_rn
     say(f"  {name}: {activities:,} activities copied ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
     row = conn.execute("select ci_private.backfill_converting_touches(%s)", (client_id,)).fetchone()
+    changed = int(row[0]) if row else 0
+    # The backfill returns the marks it changed; the triggers set most of them while the rows were copied.
+    row = conn.execute("select count(*) from public.activities where client_id = %s and led_to_booking",
+                       (client_id,)).fetchone()
     marks = int(row[0]) if row else 0
     conn.execute("analyze public.leads")
     conn.execute("analyze public.activities")
-    say(f"  {name}: converting touches marked ({time.perf_counter() - t0:.1f} s)")
+    say(f"  {name}: {marks:,} converting touches marked ({changed:,} of them by the backfill; "
+        f"{time.perf_counter() - t0:.1f} s)")
     return ClientSummary(client_id, name, n + cfg.uncontacted_leads, activities, converted,
                          failed + cfg.uncontacted_leads, opened, marks, deleted)
 

@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from ci_sidecar.client import CiClient, Id, PatternSet
+from ci_sidecar.wording import SEQUENCE_TOUCHES, plain_name, sequence_estimate, significance_words
 
 __all__ = ["ReportData", "load_report_data", "render_report", "write_report"]
 
@@ -92,6 +93,20 @@ def _f(value: Any) -> float | None:
         return None
 
 
+def _stamp(value: Any) -> str:
+    """A timestamp to the minute, in UTC, as the page's own ("2026-12-01 19:40 UTC"): no microseconds."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    return "n/a" if value is None else str(value)
+
+
+def _lift(value: Any) -> str:
+    number = _f(value)
+    return "n/a" if number is None else f"{number:.2f}x"
+
+
 COLORS = {"above": "#1a7f37", "below": "#cf222e", "none": "#6e7781"}
 
 
@@ -115,7 +130,7 @@ def _ranking_chart(items: list[Mapping[str, Any]], label: str, title: str, basel
     hover = [
         f"{x.get(label)}<br>{x.get('conversions')} of {x.get('sample')} {unit}<br>rate {r:.1%}"
         f"<br>interval {(_f(x.get('ci_low')) or 0):.1%}-{(_f(x.get('ci_high')) or 0):.1%}"
-        f"<br>lift {x.get('adjusted_lift', x.get('lift'))}<br>{x.get('significance')}"
+        f"<br>lift {_lift(x.get('adjusted_lift', x.get('lift')))}<br>{significance_words(x.get('significance'))}"
         for x, r in zip(rows, rates, strict=True)
     ]
     fig = go.Figure(go.Scatter(
@@ -166,8 +181,8 @@ def _touch_charts(when: Mapping[str, Any]) -> list[go.Figure]:
                      "arrayminus": [max(r - (_f(x.get("ci_low")) or r), 0) for x, r in zip(hazard, rates, strict=True)]},
             hovertext=[f"{x.get('conversions')} of {x.get('sample')} touches at this position booked" for x in hazard],
         ))
-        fig.update_yaxes(tickformat=".1%", title="P(booking at this touch | sent)")
-        out.append(_layout(fig, "Position hazard: booking chance of each touch, with 95% intervals", 360))
+        fig.update_yaxes(tickformat=".1%", title="share of the touches sent at this position that booked")
+        out.append(_layout(fig, "Booking chance of each touch in the sequence, with 95% intervals", 360))
     return out
 
 
@@ -182,11 +197,13 @@ def _sequences(how: Mapping[str, Any]) -> go.Figure | None:
     fig = go.Figure(go.Bar(
         x=probs, y=labels, orientation="h",
         marker_color=[COLORS.get(str(x.get("significance")), COLORS["none"]) for x in rows],
-        hovertext=[f"{x.get('sample_size')} leads; per-step rate {(_f(x.get('conversion_rate')) or 0):.2%} "
-                   f"({x.get('conversions')} of {x.get('sample')} touch exposures); {x.get('significance')}"
+        hovertext=[f"{sequence_estimate(_f(x.get('booking_probability')), x.get('sample_size'))}<br>"
+                   f"per touch along it {(_f(x.get('conversion_rate')) or 0):.1%}: {x.get('conversions')} of "
+                   f"{x.get('sample')} {SEQUENCE_TOUCHES}<br>{significance_words(x.get('significance'))}"
                    for x in rows],
     ))
-    fig.update_xaxes(tickformat=".0%", title="share of leads sent down the sequence that booked")
+    fig.update_xaxes(tickformat=".0%", title="estimated share of leads that book along the sequence "
+                                             "(from the booking rate at each step)")
     return _layout(fig, "Channel sequences (green: interval above the client's rate)", max(320, 30 * len(rows) + 120))
 
 
@@ -196,9 +213,10 @@ def _weights(data: ReportData) -> go.Figure | None:
     fig = go.Figure()
     x = [w[0] for w in data.weight_history]
     for key in WEIGHT_KEYS:
-        fig.add_trace(go.Scatter(x=x, y=[w[1][key] for w in data.weight_history], mode="lines+markers", name=key))
+        fig.add_trace(go.Scatter(x=x, y=[w[1][key] for w in data.weight_history], mode="lines+markers",
+                                 name=plain_name(key)))
     fig.update_yaxes(title="weight in force after the refresh")
-    fig = _layout(fig, "ALS weight history (per WHO refresh)", 360)
+    fig = _layout(fig, "Lead score weights: how much each part of the score counts, after each refresh", 360)
     fig.update_layout(showlegend=True, margin={"l": 80})
     return fig
 
@@ -226,7 +244,8 @@ def _warnings(patterns: PatternSet) -> list[str]:
             out.append(f"{kind.upper()}: no pattern computed yet.")
             continue
         if p.stale:
-            out.append(f"{kind.upper()}: stale (computed {p.computed_at}, valid until {p.valid_until}).")
+            out.append(f"{kind.upper()}: stale (computed {_stamp(p.computed_at)}, valid until "
+                       f"{_stamp(p.valid_until)}).")
         if p.insufficient_data:
             out.append(f"{kind.upper()}: insufficient data ({p.sample_size} outcomes).")
         out.extend(f"{kind.upper()}: {w}" for w in p.health_warnings)
@@ -297,7 +316,7 @@ def render_report(data: ReportData) -> str:
     touch = _touch_charts(when)
     sections += [("Converting touch", touch[0] if touch else None, "No WHEN pattern yet.")]
     if len(touch) > 1:
-        sections += [("Position hazard", touch[1], "")]
+        sections += [("Booking chance by touch", touch[1], "")]
     sections += [
         ("Channel sequences", _sequences(how), "No HOW pattern with sequences yet."),
         ("Weight history", _weights(data), "No weight decisions recorded yet."),
@@ -327,7 +346,7 @@ def render_report(data: ReportData) -> str:
     ]
     kpi_html = "<div class='kpis'>" + "".join(
         f"<div class='kpi'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>"
-    computed = next((str(x.computed_at) for x in (p.who, p.what, p.when, p.how) if x and x.computed_at), "never")
+    computed = next((_stamp(x.computed_at) for x in (p.who, p.what, p.when, p.how) if x and x.computed_at), "never")
     title = f"Conversion patterns: {data.client_name}"
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
