@@ -87,6 +87,29 @@ def test_a_client_whose_queue_row_is_locked_is_left_to_its_refresh(conn: Conn, d
     assert not queued(conn, large_client)
 
 
+def test_the_job_skips_a_lead_a_host_holds_and_keeps_the_client_queued(conn: Conn, dsn: str,
+                                                                      large_client: uuid.UUID) -> None:
+    # Review of 0.6.0 (migration 20261201111100): the job waited for a lead a host transaction held,
+    # holding the queue row the host's own ICP change (or a refresh) then waited for: deadlocks that
+    # rolled back the host's write. It now skips the held lead and keeps the client queued.
+    conn.execute("update public.clients set icp_industries = '{retail}' where id = %s", (large_client,))
+    held = conn.execute("select min(id::text)::uuid from public.leads where client_id = %s and "
+                        "organization_industry = 'software'", (large_client,)).fetchone()
+    assert held is not None
+    with psycopg.connect(dsn) as holder:
+        holder.execute("update public.leads set first_name = 'held' where id = %s", (held[0],))
+        conn.execute("set lock_timeout = '5s'")  # waiting would fail here instead of hanging
+        conn.execute("call ci_jobs.rescore_pending(7)")
+        conn.execute("reset lock_timeout")
+        holder.rollback()
+    fits = fit_by_industry(conn, large_client)
+    assert len(fits["retail"]) == 1 and len(fits["software"]) == 2, "every lead rescored but the held one"
+    assert queued(conn, large_client), "kept queued for the held lead"
+    conn.execute("call ci_jobs.rescore_pending(7)")
+    assert not queued(conn, large_client)
+    assert len(fit_by_industry(conn, large_client)["software"]) == 1
+
+
 def test_the_job_is_scheduled_and_its_history_trimmed(conn: Conn) -> None:
     if conn.execute("select to_regclass('cron.job') is not null").fetchone() != (True,):
         pytest.skip("pg_cron is not installed in this database")
