@@ -298,3 +298,34 @@ def test_a_hosts_icp_change_skips_leads_another_transaction_holds(dsn: str, conn
     assert sum(after[i] > before[i] for i in after if i != held[0]) == 99
     assert conn.execute("select count(*) from ci_private.als_rescore_queue where client_id = %s",
                         (client,)).fetchone() == (1,)
+
+
+def test_deferred_weights_are_stored_as_not_applied(dsn: str, conn: Conn) -> None:
+    # Review of 0.6.0 (migration 20261201111200): when the client's row was held and the refresh
+    # deferred the learned weights, the stored WHO pattern still said applied, with the new weights.
+    from ci_sidecar.generator import Effects, GeneratorConfig, generate
+
+    cid = generate(conn, GeneratorConfig(
+        seed=11, clients=1, leads_per_client=1200, client_name_prefix="Deferred weights", base_touch_rate=0.03,
+        effects=Effects(title=5.0, new_role=4.0, funded=3.0, hiring=3.0, industry=3.0, size=2.0))).client_ids[0]
+    learning = "select patterns -> 'weight_learning' from public.conversion_patterns " \
+               "where client_id = %s and pattern_type = 'who'"
+    holder = psycopg.connect(dsn)
+    try:
+        holder.execute("update public.clients set name = name where id = %s", (cid,))
+        with psycopg.connect(dsn, autocommit=True) as refresher:
+            refresher.execute("set lock_timeout = '30s'")
+            row = refresher.execute("select public.refresh_conversion_patterns(%s) -> 'weights'", (cid,)).fetchone()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert row is not None and isinstance(row[0], dict), row
+    assert row[0]["applied"] is False and "deferred" in row[0]["reason"], row
+    stored = conn.execute(learning, (cid,)).fetchone()
+    assert stored is not None and isinstance(stored[0], dict), stored
+    assert stored[0]["applied"] is False and "deferred" in stored[0]["reason"], stored
+    assert conn.execute("select als_learned_weights from public.clients where id = %s", (cid,)).fetchone() == (None,)
+    # Nothing held: the next refresh applies them, and the stored pattern says so.
+    row = conn.execute("select public.refresh_conversion_patterns(%s) -> 'weights' ->> 'applied'", (cid,)).fetchone()
+    stored = conn.execute(learning, (cid,)).fetchone()
+    assert row == ("true",) and stored is not None and isinstance(stored[0], dict) and stored[0]["applied"] is True
