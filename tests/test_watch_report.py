@@ -191,7 +191,8 @@ def test_report_texts_say_what_the_figures_are() -> None:
     heading, no raw significance, timestamps without microseconds."""
     import datetime as dt
 
-    from ci_sidecar.report import _sequences, _stamp, _touch_charts
+    from ci_sidecar.report import _sequences, _touch_charts
+    from ci_sidecar.wording import utc_stamp
 
     seq = {"sequence": ["linkedin", "email"], "booking_probability": 0.1957, "sample_size": 168, "conversions": 46,
            "sample": 1550, "conversion_rate": 0.0297, "significance": "none"}
@@ -205,7 +206,7 @@ def test_report_texts_say_what_the_figures_are() -> None:
     charts = _touch_charts({"touch_position_hazard": [{"position": 1, "conversion_rate": 0.02, "sample": 900,
                                                        "conversions": 18, "significance": "none"}]})
     assert all("hazard" not in str(c.layout.title.text).lower() for c in charts)
-    stamp = _stamp(dt.datetime(2026, 12, 1, 19, 40, 20, 292580, tzinfo=dt.UTC))
+    stamp = utc_stamp(dt.datetime(2026, 12, 1, 19, 40, 20, 292580, tzinfo=dt.UTC), seconds=False)
     assert stamp == "2026-12-01 19:40 UTC"
 
 

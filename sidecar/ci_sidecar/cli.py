@@ -17,7 +17,6 @@ lead, 5 client without patterns, 6 caller without access, 7 invalid input, 1 oth
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 from ci_sidecar.client import PATTERN_TYPES, CiClient, Pattern, PatternSet, WeightsResult
 from ci_sidecar.context import build_context
 from ci_sidecar.errors import EXIT_ERROR, EXIT_INVALID, CiError, InvalidInput
-from ci_sidecar.wording import plain_name, significance_words, weight_reason
+from ci_sidecar.wording import lift_text, plain_name, significance_words, utc_stamp, weight_reason
 
 __all__ = ["build_parser", "context_main", "main"]
 
@@ -48,23 +47,6 @@ def _pct(value: Any) -> str:
         return f"{float(value):.1%}"
     except (TypeError, ValueError):
         return "n/a"
-
-
-def _lift(value: Any) -> str:
-    """A lift with two decimals always ("0.60x", not "0.6" next to "1.05")."""
-    try:
-        return f"{float(value):.2f}x"
-    except (TypeError, ValueError):
-        return "n/a"
-
-
-def _when(value: Any) -> str:
-    """A timestamp to the second, in UTC ("2026-12-01 19:40:20 UTC"), not with microseconds."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC)
-        return f"{value:%Y-%m-%d %H:%M:%S} UTC"
-    return "n/a" if value is None else str(value)
 
 
 def _weights_text(weights: Any) -> str:
@@ -163,7 +145,7 @@ def _cmd_refresh(ci: CiClient, a: argparse.Namespace) -> Any:
     s = ci.refresh_conversion_patterns(a.client)
     if a.json:
         return s.raw
-    print(f"{s.client_id}: {s.status} at {_when(s.computed_at)}; weights "
+    print(f"{s.client_id}: {s.status} at {utc_stamp(s.computed_at)}; weights "
           f"{'applied' if s.weights_applied else 'kept'}: {weight_reason(s.weights.get('reason', ''))}")
     return None
 
@@ -257,7 +239,7 @@ def _cmd_explain(ci: CiClient, a: argparse.Namespace) -> Any:
               "95% interval, lift = rate / the client's rate):")
         for s in e.who_segments:
             print(f"  {plain_name(s.dimension):<14}{_value_text(s.value):<28} rate {_pct(s.conversion_rate)} "
-                  f"[{_pct(s.ci_low)}-{_pct(s.ci_high)}], lift {_lift(s.lift)}, "
+                  f"[{_pct(s.ci_low)}-{_pct(s.ci_high)}], lift {lift_text(s.lift)}, "
                   f"{significance_words(s.significance)}, {s.sample:,} leads")
     else:
         print("No WHO pattern segments for this lead yet.")

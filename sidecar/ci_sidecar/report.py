@@ -24,7 +24,14 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from ci_sidecar.client import CiClient, Id, PatternSet
-from ci_sidecar.wording import SEQUENCE_TOUCHES, plain_name, sequence_estimate, significance_words
+from ci_sidecar.wording import (
+    SEQUENCE_TOUCHES,
+    lift_text,
+    plain_name,
+    sequence_estimate,
+    significance_words,
+    utc_stamp,
+)
 
 __all__ = ["ReportData", "load_report_data", "render_report", "write_report"]
 
@@ -93,20 +100,6 @@ def _f(value: Any) -> float | None:
         return None
 
 
-def _stamp(value: Any) -> str:
-    """A timestamp to the minute, in UTC, as the page's own ("2026-12-01 19:40 UTC"): no microseconds."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC)
-        return f"{value:%Y-%m-%d %H:%M} UTC"
-    return "n/a" if value is None else str(value)
-
-
-def _lift(value: Any) -> str:
-    number = _f(value)
-    return "n/a" if number is None else f"{number:.2f}x"
-
-
 COLORS = {"above": "#1a7f37", "below": "#cf222e", "none": "#6e7781"}
 
 
@@ -130,7 +123,7 @@ def _ranking_chart(items: list[Mapping[str, Any]], label: str, title: str, basel
     hover = [
         f"{x.get(label)}<br>{x.get('conversions')} of {x.get('sample')} {unit}<br>rate {r:.1%}"
         f"<br>interval {(_f(x.get('ci_low')) or 0):.1%}-{(_f(x.get('ci_high')) or 0):.1%}"
-        f"<br>lift {_lift(x.get('adjusted_lift', x.get('lift')))}<br>{significance_words(x.get('significance'))}"
+        f"<br>lift {lift_text(x.get('adjusted_lift', x.get('lift')))}<br>{significance_words(x.get('significance'))}"
         for x, r in zip(rows, rates, strict=True)
     ]
     fig = go.Figure(go.Scatter(
@@ -244,8 +237,8 @@ def _warnings(patterns: PatternSet) -> list[str]:
             out.append(f"{kind.upper()}: no pattern computed yet.")
             continue
         if p.stale:
-            out.append(f"{kind.upper()}: stale (computed {_stamp(p.computed_at)}, valid until "
-                       f"{_stamp(p.valid_until)}).")
+            out.append(f"{kind.upper()}: stale (computed {utc_stamp(p.computed_at, seconds=False)}, valid until "
+                       f"{utc_stamp(p.valid_until, seconds=False)}).")
         if p.insufficient_data:
             out.append(f"{kind.upper()}: insufficient data ({p.sample_size} outcomes).")
         out.extend(f"{kind.upper()}: {w}" for w in p.health_warnings)
@@ -346,7 +339,7 @@ def render_report(data: ReportData) -> str:
     ]
     kpi_html = "<div class='kpis'>" + "".join(
         f"<div class='kpi'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>"
-    computed = next((_stamp(x.computed_at) for x in (p.who, p.what, p.when, p.how) if x and x.computed_at), "never")
+    computed = next((utc_stamp(x.computed_at, seconds=False) for x in (p.who, p.what, p.when, p.how) if x and x.computed_at), "never")
     title = f"Conversion patterns: {data.client_name}"
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -18,11 +18,12 @@ same one PL/Python runs). Only what the sidecar prints or hands to the agents is
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 
-__all__ = ["COLUMN_LABELS", "SEQUENCE_TOUCHES", "plain_name", "sequence_estimate", "signal_meaning",
-           "significance_words", "weight_reason"]
+__all__ = ["COLUMN_LABELS", "SEQUENCE_TOUCHES", "lift_text", "plain_name", "sequence_estimate", "signal_meaning",
+           "significance_words", "utc_stamp", "weight_reason"]
 
 # Lead columns a pattern may name, as people say them.
 COLUMN_LABELS = {
@@ -129,3 +130,22 @@ _SIGNIFICANCE = {
 def significance_words(significance: object) -> str:
     """A segment's significance against the client's rate, in words ("none" is not "no effect")."""
     return _SIGNIFICANCE.get(str(significance), str(significance))
+
+
+def lift_text(value: object) -> str:
+    """A lift with two decimals always ("0.60x", not "0.6" next to "1.05"); "n/a" for no number."""
+    if value is None or isinstance(value, bool):
+        return "n/a"
+    try:
+        return f"{float(value):.2f}x"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def utc_stamp(value: object, seconds: bool = True) -> str:
+    """A timestamp in UTC without microseconds ("2026-12-01 19:40:20 UTC", or to the minute)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return f"{value:%Y-%m-%d %H:%M:%S} UTC" if seconds else f"{value:%Y-%m-%d %H:%M} UTC"
+    return "n/a" if value is None else str(value)
